@@ -1,0 +1,41 @@
+# medssl: `make demo` runs the whole pipeline on built-in demo data; `make test` runs the tests.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU wheel on this machine; GPU users: install torch for your CUDA first, then `pip install -e .`
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint format clean-results
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask]" "$(TORCH_SPEC)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	test -d .git || git init --quiet
+	test -d .dvc || $(BIN)/dvc init --quiet
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo
+	@echo "Results:"
+	@echo "  results/label_efficiency.json   AUROC (95% CI) per arm x label budget x seed"
+	@echo "  results/metrics.json            DVC metrics (dvc metrics show)"
+	@echo "  results/plots/                  ROC, label-efficiency curve (dvc plots show)"
+	@echo "  data/ingested/manifest.csv      de-identified manifest; quarantine.csv beside it"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check medssl pipelines tests benchmarks
+	$(BIN)/ruff format --check medssl pipelines tests benchmarks
+	$(BIN)/mypy medssl
+
+format: $(STAMP)
+	$(BIN)/ruff format medssl pipelines tests benchmarks
+	$(BIN)/ruff check --fix medssl pipelines tests benchmarks

@@ -1,0 +1,1 @@
+"""Manifest, labels, splits and transforms."""

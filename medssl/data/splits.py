@@ -1,0 +1,174 @@
+"""Patient-level seeded splits and nested, stratified label budgets.
+
+Splitting by image leaks a patient's anatomy across train and test and inflates results;
+every split here is by patient key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+class SplitError(ValueError):
+    """Fractions, pins or budgets that cannot be satisfied."""
+
+
+def assign_splits(
+    patients: Sequence[str],
+    fractions: Mapping[str, float],
+    seed: int,
+    pinned: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Assign each patient to train/val/test.
+
+    Patients are sorted, permuted with a seeded generator and cut at the cumulative
+    fractions; pinned patients keep their split and count towards its share.
+
+    Args:
+        patients: patient keys (duplicates ignored).
+        fractions: ``{"train": .6, "val": .2, "test": .2}``, summing to 1.
+        seed: permutation seed.
+        pinned: ``patient -> split`` fixed by the label CSV.
+
+    Returns:
+        ``patient -> split``.
+    """
+    if set(fractions) != set(SPLITS) or any(f < 0 for f in fractions.values()):
+        raise SplitError(f"split fractions must give train, val, test >= 0, got {fractions}")
+    if abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise SplitError(f"split fractions must sum to 1, got {sum(fractions.values()):.3f}")
+    pinned = dict(pinned or {})
+    unique = sorted(set(patients))
+    free = [p for p in unique if p not in pinned]
+    order = np.random.default_rng(seed).permutation(len(free))
+    targets = {s: fractions[s] * len(unique) for s in SPLITS}
+    counts = {s: sum(1 for v in pinned.values() if v == s) for s in SPLITS}
+    out = dict(pinned)
+    for idx in order:
+        # give the next patient to the split furthest below its target share
+        split = max(SPLITS, key=lambda s: (targets[s] - counts[s], -SPLITS.index(s)))
+        out[free[idx]] = split
+        counts[split] += 1
+    return out
+
+
+def patient_overlap(splits: pd.DataFrame) -> int:
+    """Number of patients found in more than one split (must be 0)."""
+    per_patient = splits.groupby("patient_key")["split"].nunique()
+    return int((per_patient > 1).sum())
+
+
+def parse_budget(budget: int | float | str, n_available: int) -> int:
+    """Turn a budget spec into a label count.
+
+    Args:
+        budget: an absolute count (int >= 1), a fraction in (0, 1] (float), or ``"all"``.
+        n_available: labelled training images.
+
+    Returns:
+        The number of labels to use.
+    """
+    if budget == "all":
+        return n_available
+    if isinstance(budget, bool) or not isinstance(budget, int | float):
+        raise SplitError(f"budget must be a count, a fraction or 'all', got {budget!r}")
+    if isinstance(budget, float):
+        if not 0 < budget <= 1:
+            raise SplitError(f"fractional budget must be in (0, 1], got {budget}")
+        return max(2, int(round(budget * n_available)))
+    if budget < 2:
+        raise SplitError(f"budget must be >= 2 labels (one per class), got {budget}")
+    if budget > n_available:
+        raise SplitError(f"budget {budget} exceeds the {n_available} labelled training images")
+    return budget
+
+
+def budget_order(labels: pd.DataFrame, seed: int) -> dict[int, list[str]]:
+    """A seeded order of labelled training images per class, grouped by patient.
+
+    Taking a prefix of each class's list gives nested budgets: the set for a smaller
+    budget is inside the set for a larger one (same seed).
+
+    Args:
+        labels: ``image_id, patient_key, label`` of the training split.
+        seed: sampling seed.
+
+    Returns:
+        ``{0: [image ids], 1: [image ids]}``.
+    """
+    rng = np.random.default_rng(seed)
+    orders: dict[int, list[str]] = {}
+    for cls in (0, 1):
+        sub = labels[labels["label"] == cls].sort_values("image_id")
+        patients = sorted(sub["patient_key"].unique())
+        ranked = {p: i for i, p in enumerate(rng.permutation(patients))}
+        sub = sub.assign(rank=sub["patient_key"].map(ranked)).sort_values(["rank", "image_id"])
+        orders[cls] = sub["image_id"].tolist()
+    return orders
+
+
+def select_budget(labels: pd.DataFrame, budget: int | float | str, seed: int) -> list[str]:
+    """Pick ``budget`` labelled training images, stratified by class and nested.
+
+    Args:
+        labels: ``image_id, patient_key, label`` of the training split.
+        budget: see :func:`parse_budget`.
+        seed: sampling seed.
+
+    Returns:
+        Sorted image ids.
+
+    Raises:
+        SplitError: when either class has too few images for the budget.
+    """
+    n = parse_budget(budget, len(labels))
+    orders = budget_order(labels, seed)
+    n_pos_avail, n_neg_avail = len(orders[1]), len(orders[0])
+    if n_pos_avail == 0 or n_neg_avail == 0:
+        raise SplitError("training labels need both classes (normal and abnormal)")
+    n_pos = int(round(n * n_pos_avail / (n_pos_avail + n_neg_avail)))
+    n_pos = min(max(n_pos, 1), n - 1, n_pos_avail)
+    n_neg = n - n_pos
+    if n_neg > n_neg_avail:
+        raise SplitError(f"budget {n} needs {n_neg} normal images, only {n_neg_avail} labelled")
+    return sorted(orders[1][:n_pos] + orders[0][:n_neg])
+
+
+def make_splits(
+    manifest: pd.DataFrame, labels: pd.DataFrame, fractions: Mapping[str, float], seed: int
+) -> pd.DataFrame:
+    """Split every ingested image by patient, honouring pins from the label CSV.
+
+    Args:
+        manifest: ``image_id, patient_key`` (all ingested images).
+        labels: from :func:`medssl.data.labels.join_labels` (``image_id, label,
+            split_pin, patient_pin``).
+        fractions: split shares.
+        seed: split seed.
+
+    Returns:
+        ``image_id, patient_key, split`` sorted by image id.
+
+    Raises:
+        SplitError: when one patient is pinned to two splits.
+    """
+    frame = manifest[["image_id", "patient_key"]].merge(
+        labels[["image_id", "split_pin", "patient_pin"]], on="image_id", how="left"
+    )
+    frame = frame.fillna("")
+    override = frame["patient_pin"] != ""
+    frame.loc[override, "patient_key"] = frame.loc[override, "patient_pin"]
+    pins = frame[frame["split_pin"] != ""].groupby("patient_key")["split_pin"].unique()
+    clash = [p for p, s in pins.items() if len(s) > 1]
+    if clash:
+        raise SplitError(f"{len(clash)} patient(s) pinned to two splits by the label CSV")
+    pinned = {str(p): str(s[0]) for p, s in pins.items()}
+    assignment = assign_splits(frame["patient_key"].tolist(), fractions, seed, pinned)
+    frame["split"] = frame["patient_key"].map(assignment)
+    out = frame[["image_id", "patient_key", "split"]].sort_values("image_id")
+    return out.reset_index(drop=True)

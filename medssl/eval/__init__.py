@@ -1,0 +1,1 @@
+"""Clinical metrics and plots."""

@@ -1,0 +1,1 @@
+"""Encoders and heads built from MONAI networks."""

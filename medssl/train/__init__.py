@@ -1,0 +1,1 @@
+"""Training loops for pretraining and fine-tuning."""
