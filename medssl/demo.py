@@ -101,7 +101,7 @@ _GIVEN_NAMES = (
     "ALEX", "SAM", "ROBIN", "KIM", "LEE", "JAMIE", "TAYLOR", "CHRIS",
 )  # fmt: skip
 _LAYOUTS = ("named", "pacs", "flat")
-_ENCODING_PLUGIN = {RLELossless: "pydicom", JPEG2000Lossless: "pylibjpeg"}
+_ENCODING_PLUGIN = {RLELossless: "pylibjpeg", JPEG2000Lossless: "pylibjpeg"}
 _BROKEN_IMAGE_INDEX = 1_000_000  # own phantom stream for the broken radiographs
 _CR_RESCALES = ((1.0, 0.0), (0.5, 0.0), (1.0, -1024.0), (2.0, -512.0))
 
@@ -318,7 +318,7 @@ def _nodules(
     """One to three soft round nodules centred inside ``lung`` (density units)."""
     n = 3
     pick = rng.integers(0, max(int(lung.sum()), 1), size=n)
-    radius = rng.uniform(max(0.035, 6.0 / y.shape[0]), 0.1, size=n)
+    radius = rng.uniform(max(0.06, 6.0 / y.shape[0]), 0.14, size=n)
     contrast = rng.uniform(0.1, 0.35, size=n)
     count = int(rng.integers(1, n + 1))
     ys, xs = y[lung], x[lung]
@@ -352,13 +352,13 @@ def _lesion(
 ) -> np.ndarray:
     """A nodule set or a patchy opacity inside one lung; always draws the same random numbers.
 
-    The lesion is scaled so that its peak density is 0.1 to 0.35 (lung field ~0.16).
+    The lesion is scaled so that its peak density is 0.35 to 0.7 (lung field ~0.16).
     Drawing is independent of whether the lesion is used, so a normal and an abnormal
     phantom from the same generator state differ only by the lesion.
     """
     lung = lungs[int(rng.integers(2))]
     use_patchy = bool(rng.integers(2))
-    peak = rng.uniform(0.1, 0.35)
+    peak = rng.uniform(0.35, 0.7)
     nodules = _nodules(rng, y, x, lung)
     patchy = _patchy(rng, y, x, lung)
     lesion = ndimage.gaussian_filter(patchy if use_patchy else nodules, sigma=0.6) * lung

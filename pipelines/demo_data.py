@@ -22,6 +22,7 @@ def main() -> None:
         images_per_patient=get(p, "demo.images_per_patient", int),
         image_size=get(p, "demo.image_size", int),
         n_ct=get(p, "demo.n_ct", int),
+        abnormal_fraction=get(p, "demo.abnormal_fraction", float),
     )
     print(
         f"demo data in {args.out}: {summary.n_xray_files} radiographs, {summary.n_ct_series} CT "

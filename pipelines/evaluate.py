@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
+    warnings.simplefilter("ignore", RuntimeWarning)  # degenerate DeLong covariance on tiny sets
     p = load_params(args.params)
     how = get(p, "evaluate.patient_aggregation", str)
     n_boot = get_positive(p, "evaluate.n_boot", int)
@@ -39,7 +42,8 @@ def main() -> None:
         if rec["arm"] == "ssl" and ("scratch", str(rec["budget"]), rec["seed"]) in scores:
             key_ssl = ("ssl", str(rec["budget"]), rec["seed"])
             key_scr = ("scratch", str(rec["budget"]), rec["seed"])
-            rec["p_vs_scratch"] = compare_arms(scores[key_ssl], scores[key_scr], how)
+            p_value = compare_arms(scores[key_ssl], scores[key_scr], how)
+            rec["p_vs_scratch"] = p_value if math.isfinite(p_value) else None
     write_outputs(args.out, records, scores, how)
 
 
@@ -63,8 +67,12 @@ def write_outputs(
     frame = pd.DataFrame(records)
     table = frame.pivot_table(index="n_labels", columns="arm", values="auroc", aggfunc="mean")
     table.round(4).reset_index().to_csv(plots / "label_efficiency.csv", index=False)
-    largest = max(scores, key=lambda k: (k[1] == "all", k[1]))
-    curves = {arm: s for (arm, b, seed), s in scores.items() if b == largest[1] and seed == largest[2]}
+    top = max(records, key=lambda r: (r["n_labels"], -r["seed"]))
+    curves = {
+        arm: s
+        for (arm, budget, seed), s in scores.items()
+        if budget == str(top["budget"]) and seed == top["seed"]
+    }
     roc_table(curves, how).to_csv(plots / "roc.csv", index=False)
     label_efficiency_figure(records, plots / "label_efficiency.png")
     for r in sorted(records, key=lambda r: (r["arm"], r["n_labels"], r["seed"])):

@@ -60,7 +60,7 @@ def main() -> None:
         mode = get(p, "finetune.mode", str)
     model = build_classifier(encoder_name, dims, small, init)
     x_train = load_stack(train["nifti"].tolist(), size, dims, get(p, "model.intensity", str))
-    y_train = torch.as_tensor(train["label"].to_numpy())
+    y_train = torch.tensor(train["label"].to_numpy(dtype="int64"))
     print(f"{args.arm}: {len(train)} labels ({int(y_train.sum())} abnormal), mode {mode}")
     model = train_classifier(
         model,

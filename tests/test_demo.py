@@ -187,8 +187,8 @@ def test_abnormal_status_by_patient() -> None:
     assert sum(sum(f) for f in status.values()) >= 0.7 * 8 * 4
 
 
-def _ct_series(out: Path) -> dict[str, list[pydicom.Dataset]]:
-    series = defaultdict(list)
+def _ct_series(out: Path) -> dict[str, list[pydicom.FileDataset]]:
+    series: dict[str, list[pydicom.FileDataset]] = defaultdict(list)
     for path in _files(out / "ct"):
         ds = pydicom.dcmread(path)
         series[path.parent.name].append(ds)
@@ -233,11 +233,13 @@ def test_ct_nifti_matches_dicom(demo: tuple[Path, DemoSummary, list[XrayPlan]]) 
     lps[:3, 2], lps[:3, 3] = (last - first) / (len(ordered) - 1), first
     ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
     image = nib.load(out / "nifti" / "ct_0.nii.gz")
+    assert isinstance(image, nib.Nifti1Image)
     np.testing.assert_allclose(image.affine, ras, atol=1e-4)
     hu = np.stack([apply_modality_lut(ds.pixel_array, ds) for ds in ordered])
     np.testing.assert_array_equal(np.asarray(image.dataobj).transpose(2, 1, 0), hu)
     assert image.header.get_xyzt_units()[0] == "mm"
     mr = nib.load(out / "nifti" / "mr_0.nii.gz")
+    assert isinstance(mr, nib.Nifti1Image)
     assert mr.ndim == 3 and np.asarray(mr.dataobj).std() > 0
 
 

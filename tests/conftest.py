@@ -1,0 +1,32 @@
+"""Shared fixtures: a small demo export and its ingestion, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medssl.demo import DemoSummary, write_demo_dataset
+from medssl.ingest import ingest
+from medssl.io.deid import DEMO_SECRET
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary]:
+    """A 10-patient demo export (radiographs, CT series, NIfTI, broken files, labels)."""
+    root = tmp_path_factory.mktemp("demo") / "export"
+    summary = write_demo_dataset(root, seed=3, n_patients=10, image_size=64, n_ct=1)
+    return root, summary
+
+
+@pytest.fixture(scope="session")
+def ingested(
+    demo_export: tuple[Path, DemoSummary], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, int]]:
+    """The demo export ingested with the demo secret."""
+    out = tmp_path_factory.mktemp("ingested") / "out"
+    summary = ingest([demo_export[0]], out, secret=DEMO_SECRET, workers=1)
+    return out, summary
