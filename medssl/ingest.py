@@ -101,7 +101,7 @@ def discover(sources: Sequence[Path]) -> tuple[list[SourceFile], list[dict[str, 
 
 
 def _walk(root: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         out.extend(Path(dirpath) / f for f in sorted(filenames))
@@ -233,18 +233,19 @@ def decode_unit(
         ``{"row": {...}}`` on success or ``{"quarantine": [rows]}``.
     """
     first = unit[0]
-    try:
-        decoded, meta = _decode(unit, paths)
-    except (DicomError, NiftiError, RasterError) as exc:
-        rows = [
-            {"source_key": r["source_key"], "reason": exc.reason, "message": exc.message}
-            for r in unit
-        ]
-        return {"quarantine": rows}
     pseudo = deid.Pseudonymizer(secret)
     image_id = pseudo.key("image", "|".join(r["source_sha256"] for r in unit))
     rel_nifti = f"{IMAGES_DIR}/{image_id}.nii.gz"
-    write_nifti(out_dir / rel_nifti, decoded.array, decoded.affine)
+    try:
+        decoded, meta = _decode(unit, paths)
+        write_nifti(out_dir / rel_nifti, decoded.array, decoded.affine)
+    except (DicomError, NiftiError, RasterError) as exc:
+        return {"quarantine": _quarantine_rows(unit, exc.reason, exc.message)}
+    except (MemoryError, RecursionError) as exc:
+        return {"quarantine": _quarantine_rows(unit, "resource_limit", type(exc).__name__)}
+    except Exception as exc:  # noqa: BLE001 - one bad unit never stops the run
+        message = f"unexpected {type(exc).__name__} while decoding or writing"
+        return {"quarantine": _quarantine_rows(unit, "decode_error", message)}
     spacing = np.sqrt((decoded.affine[:3, : decoded.array.ndim] ** 2).sum(axis=0))
     fallback = pseudo.key("patient", first["rel"])
     row = {
@@ -267,6 +268,10 @@ def decode_unit(
         "deid_profile": deid.PROFILE_VERSION,
     }
     return {"row": row}
+
+
+def _quarantine_rows(unit: list[dict[str, Any]], reason: str, message: str) -> list[dict[str, str]]:
+    return [{"source_key": r["source_key"], "reason": reason, "message": message} for r in unit]
 
 
 def _combined(unit: list[dict[str, Any]]) -> str:
@@ -301,9 +306,7 @@ def _decode(
     return decoded, meta
 
 
-def parallel_map(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str
-) -> Iterator[R]:
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str) -> Iterator[R]:
     """Ordered map over processes with a progress bar (inline when ``workers == 1``)."""
     bar = tqdm(total=len(items), desc=desc, unit="file", disable=None)
     if workers <= 1 or len(items) < 2:
@@ -380,7 +383,9 @@ def _ingest_into(
             quarantine.extend(result["quarantine"])
     rows.sort(key=lambda r: r["image_id"])
     write_table(out / MANIFEST_NAME, rows, kind="manifest")
-    write_table(out / QUARANTINE_NAME, sorted(quarantine, key=lambda r: r["source_key"]), "quarantine")
+    write_table(
+        out / QUARANTINE_NAME, sorted(quarantine, key=lambda r: r["source_key"]), "quarantine"
+    )
     write_table(out / "skipped.csv", sorted(skipped, key=lambda r: r["source_key"]), "skipped")
     summary = _summary(len(candidates) + len(skipped) - len(dupes), rows, quarantine, skipped)
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -45,7 +45,9 @@ def main() -> None:
     encoder_name = get(p, "model.encoder", str)
 
     manifest = read_manifest(args.ingested / MANIFEST_NAME)
-    table = manifest.merge(pd.read_csv(args.splits, dtype=str)[["image_id", "split"]], on="image_id")
+    table = manifest.merge(
+        pd.read_csv(args.splits, dtype=str)[["image_id", "split"]], on="image_id"
+    )
     table = table.merge(pd.read_csv(args.labels, dtype={"image_id": str}), on="image_id")
     table = table[table["spatial_dims"] == dims]
     train = table[table["split"] == "train"]

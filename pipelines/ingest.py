@@ -20,7 +20,9 @@ def main() -> None:
     p = load_params(args.params)
     sources = [Path(s) for s in get(p, "data.sources", list)]
     secret = secret_from_env(demo=get(p, "data.demo_mode", bool))
-    summary = ingest(sources, args.out, secret=secret, workers=get_positive(p, "ingest.workers", int))
+    summary = ingest(
+        sources, args.out, secret=secret, workers=get_positive(p, "ingest.workers", int)
+    )
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(

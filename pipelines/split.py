@@ -10,7 +10,13 @@ import pandas as pd
 
 from medssl.data.labels import LabelError, join_labels
 from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, read_manifest
-from medssl.data.splits import SPLITS, SplitError, make_splits, patient_overlap
+from medssl.data.splits import (
+    SPLITS,
+    SplitError,
+    check_both_classes,
+    make_splits,
+    patient_overlap,
+)
 from medssl.io.deid import Pseudonymizer, secret_from_env
 from medssl.params import ParamsError, get, load_params
 
@@ -39,6 +45,7 @@ def main() -> None:
         )
         fractions = {s: get(p, f"split.fractions.{s}", float) for s in SPLITS}
         splits = make_splits(manifest, labels, fractions, get(p, "split.seed", int))
+        check_both_classes(splits, labels)
     except (LabelError, SplitError, ParamsError) as exc:
         sys.exit(f"error: {exc}")
     assert patient_overlap(splits) == 0
@@ -48,9 +55,10 @@ def main() -> None:
     joined = splits.merge(labels, on="image_id", how="left")
     for s in SPLITS:
         part = joined[joined["split"] == s]
+        n_labelled, n_abnormal = int(part["label"].notna().sum()), int((part["label"] == 1).sum())
         print(
             f"{s}: {part['patient_key'].nunique()} patients, {len(part)} images, "
-            f"{int(part['label'].notna().sum())} labelled ({int((part['label'] == 1).sum())} abnormal)"
+            f"{n_labelled} labelled ({n_abnormal} abnormal)"
         )
 
 

@@ -53,7 +53,7 @@ def test_manifest_rows_and_nifti(
         assert "x".join(map(str, img.shape)) == row.shape
     xr = manifest[manifest["spatial_dims"] == 2]
     data = nib.load(out / xr.iloc[0]["nifti"]).get_fdata()
-    assert 0.0 <= data.min() and data.max() <= 1.0
+    assert data.min() >= 0.0 and data.max() <= 1.0
 
 
 def test_radiograph_pixels_match_the_dicom(

@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import REPO
 
 TINY = {
-    "demo": {"n_patients": 12, "image_size": 48, "n_ct": 1},
+    "demo": {"n_patients": 16, "image_size": 48, "n_ct": 1},
     "model": {"image_size": 32},
     "pretrain": {"epochs": 2, "batch_size": 16},
     "finetune": {"budgets": [4, "all"], "epochs": 2},
@@ -78,7 +78,9 @@ def test_no_patient_in_two_splits(workspace: Path) -> None:
 def test_no_fake_phi_in_outputs(workspace: Path) -> None:
     from medssl.demo import write_demo_dataset
 
-    phi = write_demo_dataset(workspace.parent / "phi", seed=0, n_patients=12, image_size=48, n_ct=1).phi
+    phi = write_demo_dataset(
+        workspace.parent / "phi", seed=0, n_patients=16, image_size=48, n_ct=1
+    ).phi
     needles = {s for s in phi if len(s) >= 4} | {
         part for s in phi for part in s.split("^") if len(part) >= 4
     }
@@ -98,15 +100,21 @@ def test_second_repro_is_a_noop(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_bad_label_csv_fails_and_changes_nothing(workspace: Path) -> None:
-    labels = workspace / "data" / "raw" / "demo" / "labels.csv"
+    good = (workspace / "data" / "raw" / "demo" / "labels.csv").read_text()
+    bad = workspace / "bad_labels.csv"
+    bad.write_text(good + "xray/NOBODY/none.dcm,1\n")
     results = workspace / "results" / "label_efficiency.json"
     before = results.read_bytes()
-    good = labels.read_text()
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["labels"]["path"] = "bad_labels.csv"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        labels.write_text(good + "xray/NOBODY/none.dcm,1\n")
         proc = _run(workspace, "dvc", "repro", check=False)
         assert proc.returncode != 0
-        assert "matches no ingested image" in proc.stdout + proc.stderr
+        n_rows = good.count("\n") + 1
+        assert f"bad_labels.csv: row {n_rows}: 'path' matches no ingested image" in proc.stderr
         assert results.read_bytes() == before
     finally:
-        labels.write_text(good)
+        params_file.write_text(original)

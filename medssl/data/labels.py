@@ -66,7 +66,10 @@ def read_label_csv(path: Path, key: str, label_column: str) -> pd.DataFrame:
 
 
 def parse_labels(
-    frame: pd.DataFrame, path: Path, label_column: str, positive: Sequence[str],
+    frame: pd.DataFrame,
+    path: Path,
+    label_column: str,
+    positive: Sequence[str],
     negative: Sequence[str],
 ) -> pd.Series:
     """Map label strings to 0/1.

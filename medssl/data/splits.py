@@ -23,17 +23,21 @@ def assign_splits(
     fractions: Mapping[str, float],
     seed: int,
     pinned: Mapping[str, str] | None = None,
+    strata: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Assign each patient to train/val/test.
+    """Assign each patient to train/val/test, stratified.
 
-    Patients are sorted, permuted with a seeded generator and cut at the cumulative
-    fractions; pinned patients keep their split and count towards its share.
+    Within each stratum (e.g. patients with an abnormal label, with only normal labels,
+    unlabelled) patients are sorted, permuted with a seeded generator and dealt to the split
+    furthest below its target share, so every split gets its share of each stratum. Pinned
+    patients keep their split and count towards its share.
 
     Args:
         patients: patient keys (duplicates ignored).
         fractions: ``{"train": .6, "val": .2, "test": .2}``, summing to 1.
         seed: permutation seed.
         pinned: ``patient -> split`` fixed by the label CSV.
+        strata: ``patient -> stratum name``; one stratum when omitted.
 
     Returns:
         ``patient -> split``.
@@ -43,17 +47,21 @@ def assign_splits(
     if abs(sum(fractions.values()) - 1.0) > 1e-6:
         raise SplitError(f"split fractions must sum to 1, got {sum(fractions.values()):.3f}")
     pinned = dict(pinned or {})
-    unique = sorted(set(patients))
-    free = [p for p in unique if p not in pinned]
-    order = np.random.default_rng(seed).permutation(len(free))
-    targets = {s: fractions[s] * len(unique) for s in SPLITS}
-    counts = {s: sum(1 for v in pinned.values() if v == s) for s in SPLITS}
+    strata = strata or {}
+    groups: dict[str, list[str]] = {}
+    for p in sorted(set(patients)):
+        groups.setdefault(strata.get(p, ""), []).append(p)
+    rng = np.random.default_rng(seed)
     out = dict(pinned)
-    for idx in order:
-        # give the next patient to the split furthest below its target share
-        split = max(SPLITS, key=lambda s: (targets[s] - counts[s], -SPLITS.index(s)))
-        out[free[idx]] = split
-        counts[split] += 1
+    for name in sorted(groups):
+        members = groups[name]
+        free = [p for p in members if p not in pinned]
+        targets = {s: fractions[s] * len(members) for s in SPLITS}
+        counts = {s: sum(1 for p in members if pinned.get(p) == s) for s in SPLITS}
+        for idx in rng.permutation(len(free)):
+            split = max(SPLITS, key=lambda s: (targets[s] - counts[s], -SPLITS.index(s)))
+            out[free[idx]] = split
+            counts[split] += 1
     return out
 
 
@@ -168,7 +176,27 @@ def make_splits(
     if clash:
         raise SplitError(f"{len(clash)} patient(s) pinned to two splits by the label CSV")
     pinned = {str(p): str(s[0]) for p, s in pins.items()}
-    assignment = assign_splits(frame["patient_key"].tolist(), fractions, seed, pinned)
+    labelled = frame.merge(labels[["image_id", "label"]], on="image_id")
+    status = labelled.groupby("patient_key")["label"].max()
+    strata = {str(p): ("abnormal" if v == 1 else "normal") for p, v in status.items()}
+    assignment = assign_splits(frame["patient_key"].tolist(), fractions, seed, pinned, strata)
     frame["split"] = frame["patient_key"].map(assignment)
     out = frame[["image_id", "patient_key", "split"]].sort_values("image_id")
     return out.reset_index(drop=True)
+
+
+def check_both_classes(splits: pd.DataFrame, labels: pd.DataFrame) -> None:
+    """Every split needs normal and abnormal labelled images to be trained or scored.
+
+    Raises:
+        SplitError: naming the split and the missing class.
+    """
+    joined = splits.merge(labels[["image_id", "label"]], on="image_id")
+    for split in SPLITS:
+        present = set(joined.loc[joined["split"] == split, "label"].astype(int))
+        for cls, name in ((0, "normal"), (1, "abnormal")):
+            if cls not in present:
+                raise SplitError(
+                    f"the {split} split has no {name} labelled images; add labels or "
+                    "change split.fractions / split.seed"
+                )

@@ -34,7 +34,9 @@ def patient_level(scores: pd.DataFrame, how: str) -> pd.DataFrame:
     if how == "none":
         return scores[["patient_key", "label", "score"]].reset_index(drop=True)
     patients, y, s = aggregate_by_patient(
-        scores["patient_key"].to_numpy(), scores["label"].to_numpy(), scores["score"].to_numpy(),
+        scores["patient_key"].to_numpy(),
+        scores["label"].to_numpy(),
+        scores["score"].to_numpy(),
         how=how,  # type: ignore[arg-type]
     )
     return pd.DataFrame({"patient_key": patients, "label": y, "score": s})
@@ -58,17 +60,20 @@ def score_run(
     val = patient_level(scores[scores["split"] == "val"], how)
     test = patient_level(scores[scores["split"] == "test"], how)
     report = binary_report(
-        test["label"], test["score"], test["patient_key"], val["label"], val["score"],
-        n_boot=n_boot, seed=seed,
+        test["label"],
+        test["score"],
+        test["patient_key"],
+        val["label"],
+        val["score"],
+        n_boot=n_boot,
+        seed=seed,
     )
     record: dict[str, Any] = {k: run[k] for k in ("arm", "mode", "n_labels", "seed", "budget")}
     record.update({k: (v if math.isfinite(v) else None) for k, v in report.items()})
     return record
 
 
-def compare_arms(
-    a: pd.DataFrame, b: pd.DataFrame, how: str
-) -> float:
+def compare_arms(a: pd.DataFrame, b: pd.DataFrame, how: str) -> float:
     """DeLong p-value for two runs scored on the same test cases (e.g. ssl vs scratch)."""
     ta = patient_level(a[a["split"] == "test"], how).sort_values("patient_key", kind="stable")
     tb = patient_level(b[b["split"] == "test"], how).sort_values("patient_key", kind="stable")

@@ -50,7 +50,11 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     try:
         img = nib.load(str(path))
+        if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+            raise NiftiError("unreadable", f"not a NIfTI image ({type(img).__name__})")
         array = np.asanyarray(img.dataobj)
+    except NiftiError:
+        raise
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types on corrupt input
         raise NiftiError("unreadable", f"NIfTI read error: {type(exc).__name__}") from exc
     if array.size == 0 or array.ndim < 2:

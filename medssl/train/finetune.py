@@ -110,5 +110,7 @@ def train_classifier(
 def predict(model: Classifier, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Probabilities of the abnormal class, ``(N,)`` float64 in [0, 1]."""
     model.eval()
-    out = [torch.sigmoid(model(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    out = [
+        torch.sigmoid(model(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out).double().numpy() if out else np.zeros(0)

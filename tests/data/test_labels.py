@@ -97,8 +97,14 @@ def test_sop_key_and_custom_values(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, ["a/1.dcm", "a/2.dcm"])
     text = "sop_instance_uid,finding\n1.2.3.0,abnormal\n1.2.3.1,normal\n"
     out = join_labels(
-        _csv(tmp_path, text), manifest, set(), PSEUDO, key="sop_instance_uid",
-        label_column="finding", positive=["abnormal"], negative=["normal"],
+        _csv(tmp_path, text),
+        manifest,
+        set(),
+        PSEUDO,
+        key="sop_instance_uid",
+        label_column="finding",
+        positive=["abnormal"],
+        negative=["normal"],
     )
     assert out["label"].tolist() == [1, 0]
 

@@ -47,8 +47,12 @@ def test_make_splits_keeps_patients_together() -> None:
 
 
 def _train_labels(n_pos: int, n_neg: int) -> pd.DataFrame:
-    rows = [{"image_id": f"pos{i:02d}", "patient_key": f"pp{i // 2}", "label": 1} for i in range(n_pos)]
-    rows += [{"image_id": f"neg{i:02d}", "patient_key": f"pn{i // 2}", "label": 0} for i in range(n_neg)]
+    rows = [
+        {"image_id": f"pos{i:02d}", "patient_key": f"pp{i // 2}", "label": 1} for i in range(n_pos)
+    ]
+    rows += [
+        {"image_id": f"neg{i:02d}", "patient_key": f"pn{i // 2}", "label": 0} for i in range(n_neg)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -70,3 +74,20 @@ def test_budget_errors() -> None:
         select_budget(labels, 50, seed=0)
     with pytest.raises(SplitError, match="both classes"):
         select_budget(_train_labels(0, 10), 4, seed=0)
+
+
+def test_strata_spread_abnormal_patients_over_splits() -> None:
+    patients = [f"p{i:02d}" for i in range(20)]
+    strata = {p: ("abnormal" if i < 5 else "normal") for i, p in enumerate(patients)}
+    out = assign_splits(patients, FRACTIONS, seed=0, strata=strata)
+    abnormal_splits = {out[p] for p in patients[:5]}
+    assert abnormal_splits == {"train", "val", "test"}
+
+
+def test_check_both_classes_names_the_split() -> None:
+    from medssl.data.splits import check_both_classes
+
+    splits = pd.DataFrame({"image_id": ["a", "b", "c"], "split": ["train", "val", "test"]})
+    labels = pd.DataFrame({"image_id": ["a", "b", "c"], "label": [1, 0, 1]})
+    with pytest.raises(SplitError, match="the train split has no normal"):
+        check_both_classes(splits, labels)
