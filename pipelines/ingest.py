@@ -1,14 +1,20 @@
-"""Stage ingest: DICOM/NIfTI/PNG sources -> de-identified NIfTI, manifest, quarantine."""
+"""Stage ingest: DICOM/NIfTI/PNG sources -> de-identified NIfTI, manifest, quarantine.
+
+Reads ``data`` (sources, demo mode, sidecar) and ``ingest`` (workers, engine, cache, QC
+drop rules, geometry) from params; the same code runs as ``medssl ingest``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from medssl.ingest import ingest
-from medssl.io.deid import secret_from_env
-from medssl.params import get, get_positive, load_params
+from medssl.ingest import ingest, invariant_line, options_from_params, stable_summary
+from medssl.io.deid import DeidError, secret_from_env
+from medssl.io.sidecar import SidecarError
+from medssl.params import ParamsError, get, load_params
 
 
 def main() -> None:
@@ -17,19 +23,19 @@ def main() -> None:
     parser.add_argument("--summary", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    p = load_params(args.params)
-    sources = [Path(s) for s in get(p, "data.sources", list)]
-    secret = secret_from_env(demo=get(p, "data.demo_mode", bool))
-    summary = ingest(
-        sources, args.out, secret=secret, workers=get_positive(p, "ingest.workers", int)
-    )
+    try:
+        p = load_params(args.params)
+        sources = [Path(s) for s in get(p, "data.sources", list)]
+        secret = secret_from_env(demo=get(p, "data.demo_mode", bool))
+        options = options_from_params(p)
+        summary = ingest(sources, args.out, secret=secret, options=options)
+    except (ParamsError, DeidError, SidecarError, FileNotFoundError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
     args.summary.parent.mkdir(parents=True, exist_ok=True)
-    args.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    print(
-        f"files seen {summary['files_seen']} = ingested {summary['files_ingested']} "
-        f"+ quarantined {summary['files_quarantined']} + skipped {summary['files_skipped']}; "
-        f"{summary['images_ingested']} images"
-    )
+    stable = stable_summary(summary)
+    args.summary.write_text(json.dumps(stable, indent=2, sort_keys=True) + "\n")
+    print(invariant_line(summary))
+    print(f"units decoded {summary['units_decoded']}, reused from cache {summary['units_reused']}")
 
 
 if __name__ == "__main__":

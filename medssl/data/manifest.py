@@ -34,6 +34,10 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
         "nifti",  # path of the written image, relative to the manifest's folder
         "qc_flags",  # ;-separated QC flags (nonuniform_spacing, gantry_tilt, ...)
         "deid_profile",  # de-identification profile and version applied
+        "volume_index",  # 0-based volume of a unit that holds several (4D split), else 0
+        "n_volumes",  # volumes decoded from the unit (1 unless 4D)
+        "axcodes",  # voxel axis directions of 3D volumes, e.g. RAS (empty for 2D)
+        "body_part",  # BodyPartExamined (DICOM code string) when present
     ),
     "quarantine": ("source_key", "reason", "message"),
     "skipped": ("source_key", "rule"),

@@ -1,15 +1,23 @@
-"""NIfTI-1 <-> array + affine, through nibabel.
+"""NIfTI-1 <-> array + affine, through nibabel; canonical orientation and resampling.
 
 Arrays follow the :mod:`medssl.io.dicom` convention: ``(X, Y)`` or ``(X, Y, Z)``, affine
-voxel-to-RAS in mm (NIfTI-1 sform, code 1 "scanner").
+voxel-to-RAS in mm (NIfTI-1 sform and qform, code 1 "scanner"). Written headers carry no
+description, intent name or auxiliary file (nothing identifying; DICOM PS3.15 Annex E
+applies to every output).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.orientations import aff2axcodes, apply_orientation, inv_ornt_aff, io_orientation
+
+#: A 4D NIfTI with more volumes than this is quarantined rather than split.
+MAX_VOLUMES = 512
 
 
 class NiftiError(Exception):
@@ -22,7 +30,10 @@ class NiftiError(Exception):
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
-    """Write an image; gzip output is deterministic (nibabel writes mtime 0).
+    """Write an image atomically; gzip output is deterministic (nibabel writes mtime 0).
+
+    The image is written to a temporary sibling and renamed, so a reader (or a second
+    writer of the same content) never sees a partial file.
 
     Args:
         path: ``.nii`` or ``.nii.gz`` destination; parents are created.
@@ -33,32 +44,170 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
     img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
     img.set_sform(img.affine, code=1)
     img.set_qform(img.affine, code=1)
-    nib.save(img, str(path))
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.{_token()}{suffix}")
+    try:
+        nib.save(img, str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _token() -> str:
+    import os
+
+    return f"{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def read_nifti(path: Path, *, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read an image and check it is usable.
+
+    The declared shape is checked against ``max_voxels`` before any voxel is read, so a
+    header that declares a huge image (or a gzip bomb) costs nothing.
 
     Args:
         path: ``.nii`` or ``.nii.gz``.
+        max_voxels: refuse images with more voxels than this (None: no limit).
 
     Returns:
-        ``(array, affine)``; the array keeps its stored dtype (scaled if scl_slope is set).
+        ``(array, affine)``; the array keeps its stored dtype (scaled if scl_slope is set)
+        and has 2 to 4 dimensions (trailing singleton dimensions removed).
 
     Raises:
-        NiftiError: ``unreadable``, ``empty_image`` or ``non_finite`` (NaN or inf voxels).
+        NiftiError: ``unreadable``, ``empty_image``, ``resource_limit``,
+            ``unsupported_geometry`` (more than 4 dimensions) or ``non_finite``.
     """
     try:
-        img = nib.load(str(path))
+        img = nib.load(str(path), mmap=False)
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise NiftiError("unreadable", f"not a NIfTI image ({type(img).__name__})")
+        shape = tuple(int(s) for s in img.shape)
+        _check_shape(shape, max_voxels)
         array = np.asanyarray(img.dataobj)
+        affine = np.asarray(img.affine, dtype=np.float64)
     except NiftiError:
         raise
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types on corrupt input
         raise NiftiError("unreadable", f"NIfTI read error: {type(exc).__name__}") from exc
-    if array.size == 0 or array.ndim < 2:
-        raise NiftiError("empty_image", f"image of shape {array.shape}")
+    while array.ndim > 2 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim > 4:
+        raise NiftiError("unsupported_geometry", f"{array.ndim}D NIfTI (at most 4D)")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise NiftiError("non_finite", "NaN or infinite voxel values")
-    return array, np.asarray(img.affine)
+    if not np.all(np.isfinite(affine)):
+        raise NiftiError("unsupported_geometry", "non-finite affine")
+    return np.asarray(array), affine
+
+
+def _check_shape(shape: tuple[int, ...], max_voxels: int | None) -> None:
+    if len(shape) < 2 or any(s < 1 for s in shape) or int(np.prod(shape)) <= 1:
+        raise NiftiError("empty_image", f"image of shape {shape}")
+    n = int(np.prod(np.asarray(shape, dtype=np.float64)))
+    if max_voxels is not None and n > max_voxels:
+        raise NiftiError("resource_limit", f"declared {n} voxels > limit {max_voxels}")
+
+
+def split_4d(array: np.ndarray) -> list[np.ndarray]:
+    """Volumes of a 4D array along its last axis (NIfTI's time / volume dimension).
+
+    Args:
+        array: ``(X, Y)``, ``(X, Y, Z)`` or ``(X, Y, Z, T)``.
+
+    Returns:
+        ``[array]`` for 2D/3D, else the ``T`` volumes ``(X, Y, Z)``.
+
+    Raises:
+        NiftiError: ``resource_limit`` with more than :data:`MAX_VOLUMES` volumes.
+    """
+    if array.ndim < 4:
+        return [array]
+    if array.shape[3] > MAX_VOLUMES:
+        raise NiftiError("resource_limit", f"{array.shape[3]} volumes > limit {MAX_VOLUMES}")
+    return [np.ascontiguousarray(array[..., t]) for t in range(array.shape[3])]
+
+
+def axcodes(affine: np.ndarray) -> str:
+    """Orientation codes of the voxel axes, e.g. ``"RAS"`` or ``"LPS"`` (nibabel)."""
+    return "".join(str(c) for c in aff2axcodes(np.asarray(affine)))
+
+
+def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder and flip voxel axes so that they point closest to R, A, S (RAS+).
+
+    Only 3D volumes are reoriented (axis permutations and flips, no resampling: the world
+    position of every voxel is unchanged, as with ``nibabel.as_closest_canonical``). 2D
+    images keep the DICOM display orientation (rows down, columns across), whose world
+    axes are not defined for projection radiographs (PS3.3 C.7.6.1.1.1).
+
+    Args:
+        array: ``(X, Y)`` or ``(X, Y, Z)``.
+        affine: ``(4, 4)`` voxel-to-RAS.
+
+    Returns:
+        ``(array, affine)``; a reoriented array is Fortran-contiguous (written as is).
+    """
+    if array.ndim != 3:
+        return array, affine
+    ornt = io_orientation(affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return array, affine
+    out = apply_orientation(array, ornt)
+    new_affine = affine @ inv_ornt_aff(ornt, array.shape)
+    return np.asfortranarray(out), new_affine  # NIfTI stores Fortran order: no second copy
+
+
+def resample(
+    array: np.ndarray,
+    affine: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    size: Sequence[int] | None = None,
+    integer_labels: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample to a target voxel spacing or array size with MONAI transforms.
+
+    Uses :class:`monai.transforms.Spacing` (target spacing, mm) or
+    :class:`monai.transforms.Resize` (target size, voxels), both of which update the
+    affine so that the image keeps its place in world space.
+
+    Args:
+        array: ``(X, Y)`` or ``(X, Y, Z)``.
+        affine: ``(4, 4)`` voxel-to-RAS.
+        spacing: target spacing, one value per axis of ``array``.
+        size: target shape, one value per axis of ``array``.
+        integer_labels: nearest-neighbour instead of (bi/tri)linear interpolation.
+
+    Returns:
+        ``(array, affine)``; integral inputs (HU) are rounded back to their dtype, others
+        are float32.
+
+    Raises:
+        ValueError: both or neither of ``spacing`` and ``size``, or a length that does not
+            match ``array.ndim``.
+    """
+    if (spacing is None) == (size is None):
+        raise ValueError("give exactly one of spacing and size")
+    target = spacing if spacing is not None else size
+    assert target is not None
+    if len(target) != array.ndim:
+        raise ValueError(
+            f"target {list(target)} has {len(target)} values for a {array.ndim}D image"
+        )
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import Resize, Spacing
+
+    mode = "nearest" if integer_labels else ("bilinear" if spacing is not None else "area")
+    data = torch.as_tensor(np.asarray(array, dtype=np.float32))[None]
+    tensor = MetaTensor(data, affine=torch.as_tensor(affine, dtype=torch.float64))
+    if spacing is not None:
+        out: Any = Spacing(pixdim=tuple(float(s) for s in spacing), mode=mode)(tensor)
+    else:
+        out = Resize(spatial_size=tuple(int(s) for s in size or ()), mode=mode)(tensor)
+    values = np.asarray(out.detach().cpu().numpy()[0])
+    new_affine = np.asarray(out.affine, dtype=np.float64)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        values = np.clip(values.round(), info.min, info.max).astype(array.dtype)
+    return np.ascontiguousarray(values), new_affine

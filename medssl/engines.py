@@ -1,0 +1,297 @@
+"""Execution engines for ingestion: local processes or a Dask distributed cluster.
+
+Both engines run one picklable function over many items and yield ``(index, result)``
+pairs as they complete, keeping at most a small window of items in flight so that
+memory stays bounded whatever the number of items.
+
+* :class:`LocalEngine` (``ingest.engine: local``): inline for one worker, else a
+  :class:`~concurrent.futures.ProcessPoolExecutor`. A worker that dies (a decoder that
+  segfaults, the kernel's OOM killer) breaks the pool; the items that were in flight are
+  then retried one at a time in a fresh pool, and an item that kills its worker again is
+  reported as :class:`WorkerCrash` instead of stopping the run.
+* :class:`DaskEngine` (``ingest.engine: dask``): the same function on
+  ``dask.distributed`` workers, on a cluster given by address or on a
+  :class:`~dask.distributed.LocalCluster` started for the run. Every worker must see the
+  source and output paths (shared file system). An item whose worker keeps dying
+  (Dask's ``KilledWorker``) is reported as :class:`WorkerCrash`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ENGINES = ("local", "dask")
+#: Items in flight per worker (bounded memory, workers never idle).
+WINDOW_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class WorkerCrash:
+    """The worker process running an item died (the item's result is lost).
+
+    Attributes:
+        message: what happened, without any path or identifier.
+    """
+
+    message: str
+
+
+class Engine(Protocol):
+    """Maps a function over items, yielding ``(index, result or WorkerCrash)``."""
+
+    workers: int
+
+    def imap(
+        self, fn: Callable[[T], R], items: Sequence[T], desc: str
+    ) -> Iterator[tuple[int, R | WorkerCrash]]:
+        """Yield every item's result exactly once, in completion order."""
+        ...
+
+    def close(self) -> None:
+        """Release processes or cluster connections."""
+        ...
+
+
+_QUIET_LOGGERS = ("pydicom", "nibabel", "PIL", "monai")
+
+
+def quiet_worker() -> None:
+    """Silence library warnings and logs in a worker: their text may quote header values.
+
+    pydicom, nibabel and PIL warn with the offending value (a UID, a name); ingestion
+    reports problems through reason codes instead (DICOM PS3.15 Annex E applies to logs).
+    """
+    warnings.simplefilter("ignore")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """:func:`quiet_worker` for the calling process, restoring filters and levels after."""
+    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    try:
+        with warnings.catch_warnings():
+            quiet_worker()
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _bar(total: int, desc: str, progress: bool) -> tqdm[Any]:
+    return tqdm(total=total, desc=desc, unit="item", disable=None if progress else True)
+
+
+class LocalEngine:
+    """Inline (``workers == 1``) or process-pool execution on this machine."""
+
+    def __init__(self, workers: int, *, progress: bool = True) -> None:
+        """Configure.
+
+        Args:
+            workers: processes (>= 1); 1 runs inline, in this process.
+            progress: show a progress bar on stderr (counts only).
+
+        Raises:
+            ValueError: ``workers < 1``.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.progress = progress
+
+    def imap(
+        self, fn: Callable[[T], R], items: Sequence[T], desc: str
+    ) -> Iterator[tuple[int, R | WorkerCrash]]:
+        """See :class:`Engine`; order of completion, every index once."""
+        bar = _bar(len(items), desc, self.progress)
+        try:
+            if self.workers == 1 or len(items) < 2:
+                for i, item in enumerate(items):
+                    with quiet():
+                        value = fn(item)
+                    yield i, value
+                    bar.update()
+                return
+            suspects: list[int] = []
+            indices = list(range(len(items)))
+            for i, result in _pool_run(fn, items, indices, self.workers, suspects):
+                yield i, result
+                bar.update()
+            for i in suspects:  # each alone: a crash now is this item's own
+                for j, result in _pool_run(fn, items, [i], 1, None):
+                    yield j, result
+                    bar.update()
+        finally:
+            bar.close()
+
+    def close(self) -> None:
+        """Nothing to release (pools live for one :meth:`imap`)."""
+
+
+def _pool_run(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    indices: Sequence[int],
+    workers: int,
+    suspects: list[int] | None,
+) -> Iterator[tuple[int, R | WorkerCrash]]:
+    """Run ``indices`` over process pools, starting a fresh pool after a broken one.
+
+    Items in flight when a pool breaks are parked in ``suspects`` (to be retried alone);
+    with ``suspects=None`` (a lone item) they are reported as :class:`WorkerCrash`.
+    """
+    todo = deque(indices)
+    window = workers * WINDOW_PER_WORKER
+    while todo:
+        lost: list[int] = []
+        before = len(todo)
+        with ProcessPoolExecutor(max_workers=workers, initializer=quiet_worker) as pool:
+            running: dict[Future[R], int] = {}
+            while (todo or running) and not lost:
+                while todo and len(running) < window:
+                    try:
+                        fut = pool.submit(fn, items[todo[0]])
+                    except BrokenProcessPool:
+                        break
+                    running[fut] = todo.popleft()
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = running.pop(fut)
+                    exc = fut.exception()
+                    if isinstance(exc, BrokenProcessPool):
+                        lost.append(i)
+                    elif exc is not None:
+                        yield i, WorkerCrash(f"worker raised {type(exc).__name__}")
+                    else:
+                        yield i, fut.result()
+            lost.extend(running.values())
+        if not lost and len(todo) == before:
+            raise RuntimeError("process pool could not run any item (cannot start workers)")
+        for i in sorted(lost):
+            if suspects is None:
+                yield i, WorkerCrash("worker process died while processing this item")
+            else:
+                suspects.append(i)
+
+
+class DaskEngine:
+    """Runs items on ``dask.distributed`` workers (optional dependency ``medssl[dask]``)."""
+
+    def __init__(self, workers: int, *, address: str | None = None, progress: bool = True) -> None:
+        """Connect to a cluster, or start a local one.
+
+        Args:
+            workers: worker processes of the LocalCluster (ignored with ``address``).
+            address: scheduler address, e.g. ``tcp://10.0.0.5:8786``; None starts a
+                :class:`~dask.distributed.LocalCluster` on this machine.
+            progress: show a progress bar on stderr.
+
+        Raises:
+            ImportError: naming the extra to install when dask is missing.
+        """
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("ingest.engine 'dask' needs `pip install medssl[dask]`") from exc
+        self.workers = workers
+        self.progress = progress
+        self._cluster: Any = None
+        if address is None:
+            self._cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=50,
+            )
+            self._client: Any = Client(self._cluster)
+        else:
+            self._client = Client(address)
+
+    def imap(
+        self, fn: Callable[[T], R], items: Sequence[T], desc: str
+    ) -> Iterator[tuple[int, R | WorkerCrash]]:
+        """See :class:`Engine`; at most a window of items is submitted at a time."""
+        from dask.distributed import as_completed
+
+        window = max(1, self.workers) * WINDOW_PER_WORKER
+        bar = _bar(len(items), desc, self.progress)
+        todo = deque(range(len(items)))
+        index: dict[str, int] = {}
+        queue = as_completed()
+        try:
+            while todo and len(index) < window:
+                self._submit(fn, items, todo.popleft(), index, queue)
+            for fut in queue:
+                i = index.pop(fut.key)
+                yield i, self._result(fut)
+                bar.update()
+                if todo:
+                    self._submit(fn, items, todo.popleft(), index, queue)
+        finally:
+            bar.close()
+
+    def _submit(
+        self, fn: Callable[[T], R], items: Sequence[T], i: int, index: dict[str, int], queue: Any
+    ) -> None:
+        fut = self._client.submit(_quiet_call, fn, items[i], pure=False)
+        index[fut.key] = i
+        queue.add(fut)
+
+    @staticmethod
+    def _result(fut: Any) -> Any:
+        try:
+            return fut.result()
+        except Exception as exc:  # noqa: BLE001 - KilledWorker and transport errors
+            return WorkerCrash(f"dask task failed: {type(exc).__name__}")
+        finally:
+            fut.release()
+
+    def close(self) -> None:
+        """Close the client and the LocalCluster started for the run."""
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _quiet_call(fn: Callable[[T], R], item: T) -> R:
+    quiet_worker()
+    return fn(item)
+
+
+def make_engine(
+    kind: str, workers: int, *, address: str | None = None, progress: bool = True
+) -> Engine:
+    """Engine named by ``ingest.engine``.
+
+    Args:
+        kind: ``"local"`` or ``"dask"``.
+        workers: worker processes.
+        address: Dask scheduler address (``dask`` only; None starts a LocalCluster).
+        progress: progress bars on stderr.
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    if kind == "local":
+        return LocalEngine(workers, progress=progress)
+    if kind == "dask":
+        return DaskEngine(workers, address=address, progress=progress)
+    raise ValueError(f"ingest.engine must be one of {list(ENGINES)}, got {kind!r}")

@@ -1,0 +1,71 @@
+"""Engines: local process pools that survive dying workers, and Dask on a LocalCluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medssl.engines import LocalEngine, WorkerCrash, make_engine
+from medssl.ingest import IngestOptions, ingest
+from medssl.io.deid import DEMO_SECRET
+from tests.ingest_corpus import ct_slice, radiograph, save
+
+
+def _square_or_die(x: int) -> int:
+    if x == 3:
+        os._exit(7)  # a decoder that segfaults, or the OOM killer
+    return x * x
+
+
+def test_local_engine_survives_a_dying_worker() -> None:
+    engine = LocalEngine(2, progress=False)
+    results = dict(engine.imap(_square_or_die, list(range(12)), "t"))
+    assert sorted(results) == list(range(12))
+    assert isinstance(results[3], WorkerCrash)
+    assert {i: r for i, r in results.items() if i != 3} == {i: i * i for i in range(12) if i != 3}
+
+
+def test_inline_engine_keeps_order() -> None:
+    got = list(LocalEngine(1, progress=False).imap(abs, [-2, 5, -7], "t"))
+    assert got == [(0, 2), (1, 5), (2, 7)]
+
+
+def test_unknown_engine_is_an_error() -> None:
+    with pytest.raises(ValueError, match="ingest.engine"):
+        make_engine("spark", 2)
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("engines") / "export"
+    for n in range(4):
+        save(radiograph(n), root / "xr" / f"{n}.dcm")
+    for k in range(5):
+        save(ct_slice(7, k), root / "ct" / f"{k}.dcm")
+    (root / "bad.dcm").write_bytes(b"not dicom at all" * 10)
+    return root
+
+
+@pytest.mark.slow
+def test_dask_engine_gives_the_same_outputs_as_local(small_export: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    local = ingest(
+        [small_export],
+        tmp_path / "local",
+        secret=DEMO_SECRET,
+        options=IngestOptions(workers=2, progress=False),
+    )
+    dask = ingest(
+        [small_export],
+        tmp_path / "dask",
+        secret=DEMO_SECRET,
+        options=IngestOptions(workers=1, engine="dask", progress=False),
+    )
+    assert dask == local
+    for name in ("manifest.csv", "quarantine.csv", "skipped.csv"):
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    manifest = pd.read_csv(tmp_path / "dask" / "manifest.csv")
+    assert sorted(manifest["n_files"]) == [1, 1, 1, 1, 5]
