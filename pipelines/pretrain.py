@@ -1,74 +1,247 @@
-"""Stage pretrain: self-supervised pretraining of the encoder on training-split images."""
+"""Stage pretrain: self-supervised pretraining of the encoder on training-split images.
+
+Resumes from ``--checkpoints/last.pt`` when the same configuration was interrupted
+(SIGTERM saves a checkpoint first; SIGKILL loses at most ``pretrain.checkpoint_every``
+steps). With ``pretrain.nproc > 1`` the script re-executes itself under ``torchrun``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from dvclive import Live
 
-from medssl.data.dataset import load_stack
+from medssl.data.dataset import DiskCachedImages, load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
-from medssl.data.transforms import ssl_views
-from medssl.params import get, get_positive, load_params
-from medssl.train.pretrain import pretrain_simclr
+from medssl.data.transforms import CT_WINDOWS_HU, windows_in_unit_range
+from medssl.params import ParamsError, get, get_positive, load_params
+from medssl.train import distributed as dist
+from medssl.train.pretrain import (
+    Preempted,
+    PretrainConfig,
+    ProbeSet,
+    RunOptions,
+    pretrain,
+)
+
+CACHES = ("memory", "disk")
+
+
+def config_from_params(p: dict[str, Any]) -> PretrainConfig:
+    """The ``model`` and ``pretrain`` sections as a :class:`PretrainConfig`."""
+    intensity = get(p, "model.intensity", str)
+    names = get(p, "pretrain.views.hu_windows", list)
+    unknown = [n for n in names if n not in CT_WINDOWS_HU]
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: 'pretrain.views.hu_windows' has unknown {unknown}; "
+            f"choose from {sorted(CT_WINDOWS_HU)}"
+        )
+    if names and not intensity.startswith("ct"):
+        raise ParamsError("params.yaml: 'pretrain.views.hu_windows' needs a CT model.intensity")
+    windows = windows_in_unit_range(intensity, [CT_WINDOWS_HU[n] for n in names])
+    return PretrainConfig(
+        method=get(p, "pretrain.method", str),
+        encoder=get(p, "model.encoder", str),
+        spatial_dims=get(p, "model.spatial_dims", int),
+        image_size=get_positive(p, "model.image_size", int),
+        small_input=get(p, "model.small_input", bool),
+        seed=get(p, "pretrain.seed", int),
+        epochs=get_positive(p, "pretrain.epochs", int),
+        batch_size=get_positive(p, "pretrain.batch_size", int),
+        lr=get_positive(p, "pretrain.lr", float),
+        weight_decay=get(p, "pretrain.weight_decay", float),
+        warmup_epochs=get(p, "pretrain.warmup_epochs", int),
+        precision=get(p, "pretrain.precision", str),
+        deterministic=get(p, "pretrain.deterministic", bool),
+        temperature=get_positive(p, "pretrain.temperature", float),
+        proj_dim=get_positive(p, "pretrain.proj_dim", int),
+        vicreg_weights=(
+            get(p, "pretrain.vicreg.sim_weight", float),
+            get(p, "pretrain.vicreg.var_weight", float),
+            get(p, "pretrain.vicreg.cov_weight", float),
+        ),
+        mask_ratio=get_positive(p, "pretrain.mae.mask_ratio", float),
+        decoder_dim=get_positive(p, "pretrain.mae.decoder_dim", int),
+        decoder_depth=get_positive(p, "pretrain.mae.decoder_depth", int),
+        norm_pix=get(p, "pretrain.mae.norm_pix", bool),
+        min_crop=get_positive(p, "pretrain.views.min_crop", float),
+        flip=get(p, "pretrain.views.flip", bool),
+        noise_std=get(p, "pretrain.views.noise_std", float),
+        windows=tuple(windows),
+    )
+
+
+def options_from_params(p: dict[str, Any], checkpoints: Path) -> RunOptions:
+    """The execution settings of the ``pretrain`` section."""
+    return RunOptions(
+        checkpoint_dir=checkpoints,
+        checkpoint_every=get_positive(p, "pretrain.checkpoint_every", int),
+        log_every=get_positive(p, "pretrain.log_every", int),
+        knn_every=get(p, "pretrain.knn_every", int),
+        knn_k=get_positive(p, "pretrain.knn_k", int),
+        workers=get(p, "pretrain.workers", int),
+        device=get(p, "pretrain.device", str),
+    )
+
+
+def split_images(
+    manifest: pd.DataFrame, splits: pd.DataFrame, split: str, dims: int
+) -> pd.DataFrame:
+    """Manifest rows of one split with the configured dimensionality, in manifest order."""
+    chosen = splits[splits["split"] == split][["image_id"]]
+    rows = manifest.merge(chosen, on="image_id")
+    return rows[rows["spatial_dims"] == dims].reset_index(drop=True)
+
+
+def probe_set(
+    manifest: pd.DataFrame, splits: pd.DataFrame, labels: Path, c: PretrainConfig, intensity: str
+) -> ProbeSet | None:
+    """Labelled train images (bank) and labelled validation images (queries), or None."""
+    if not labels.exists():
+        return None
+    y = pd.read_csv(labels, dtype={"image_id": str})
+    parts = []
+    for split in ("train", "val"):
+        rows = split_images(manifest, splits, split, c.spatial_dims).merge(y, on="image_id")
+        parts.append(rows)
+    if any(len(part) == 0 for part in parts):
+        print("kNN probe off: no labelled train or validation images")
+        return None
+    stacks = [
+        load_stack(part["nifti"].tolist(), c.image_size, c.spatial_dims, intensity)
+        for part in parts
+    ]
+    return ProbeSet(
+        bank=stacks[0],
+        bank_labels=torch.tensor(parts[0]["label"].to_numpy(dtype=int)),
+        queries=stacks[1],
+        query_labels=torch.tensor(parts[1]["label"].to_numpy(dtype=int)),
+    )
+
+
+def cached_images(
+    paths: list[str],
+    c: PretrainConfig,
+    intensity: str,
+    cache: str,
+    cache_dir: Path,
+    info: dist.DistInfo,
+    workers: int,
+) -> torch.Tensor | DiskCachedImages:
+    """Decoded, preprocessed training images: in memory, or on disk shared by local ranks."""
+    if cache == "memory":
+        return load_stack(paths, c.image_size, c.spatial_dims, intensity, workers)
+    images = DiskCachedImages(paths, c.image_size, c.spatial_dims, intensity, cache_dir)
+    if info.local_rank == 0:
+        images.warm(workers or 4)
+    dist.barrier()
+    return images
+
+
+def write_encoder(out: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """``encoder.pt`` (state_dict) and ``encoder.json`` (run record)."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out / "encoder.pt")
+    (out / "encoder.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ingested", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, default=None, help="image_id,label (kNN probe)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, default=Path("models/pretrain_cache"))
     parser.add_argument("--live", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    p = load_params(args.params)
-    dims = get(p, "model.spatial_dims", int)
-    size = get_positive(p, "model.image_size", int)
-    method = get(p, "pretrain.method", str)
-    if method != "simclr":
-        raise SystemExit(f"error: params.yaml: 'pretrain.method' must be 'simclr', got {method!r}")
+    try:
+        p = load_params(args.params)
+        nproc = get_positive(p, "pretrain.nproc", int)
+        if nproc > 1 and not dist.under_torchrun():
+            dist.relaunch_under_torchrun(nproc, str(Path(__file__).resolve()), sys.argv[1:])
+        config = config_from_params(p)
+        options = options_from_params(p, args.checkpoints)
+        intensity = get(p, "model.intensity", str)
+        cache = get(p, "pretrain.cache", str)
+        if cache not in CACHES:
+            raise ParamsError(f"params.yaml: 'pretrain.cache' must be in {CACHES}, got {cache!r}")
+        info = dist.setup(options.device)
+    except ValueError as exc:  # ParamsError and PretrainConfig's checks name the key
+        sys.exit(f"error: {exc}")
+    try:
+        run(args, config, options, intensity, cache, info)
+    except Preempted as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(143)  # 128 + SIGTERM: DVC sees a failed stage; rerun to resume
+    finally:
+        dist.teardown()
+
+
+def run(
+    args: argparse.Namespace,
+    config: PretrainConfig,
+    options: RunOptions,
+    intensity: str,
+    cache: str,
+    info: dist.DistInfo,
+) -> None:
+    """Load data, train, and (rank 0) write the encoder and its record."""
     manifest = read_manifest(args.ingested / MANIFEST_NAME)
     splits = pd.read_csv(args.splits, dtype=str)
-    train = manifest.merge(splits[splits["split"] == "train"][["image_id"]], on="image_id")
-    train = train[train["spatial_dims"] == dims]
-    images = load_stack(train["nifti"].tolist(), size, dims, get(p, "model.intensity", str))
-    print(f"pretraining on {len(images)} training images of {size}^{dims} voxels")
-    with Live(str(args.live), dvcyaml=None, save_dvc_exp=False) as live:
-
-        def log(epoch: int, metrics: dict[str, float]) -> None:
-            for name, value in metrics.items():
-                live.log_metric(f"train/{name}", value)
-            live.next_step()
-
-        state = pretrain_simclr(
-            images,
-            ssl_views(size, dims),
-            encoder_name=get(p, "model.encoder", str),
-            small_input=get(p, "model.small_input", bool),
-            epochs=get_positive(p, "pretrain.epochs", int),
-            batch_size=get_positive(p, "pretrain.batch_size", int),
-            lr=get_positive(p, "pretrain.lr", float),
-            weight_decay=get(p, "pretrain.weight_decay", float),
-            temperature=get_positive(p, "pretrain.temperature", float),
-            proj_dim=get_positive(p, "pretrain.proj_dim", int),
-            seed=get(p, "pretrain.seed", int),
-            on_epoch=log,
+    train = split_images(manifest, splits, "train", config.spatial_dims)
+    paths = train["nifti"].tolist()
+    images = cached_images(paths, config, intensity, cache, args.cache_dir, info, options.workers)
+    probe = None
+    if info.is_main:
+        print(
+            f"pretraining {config.method} on {len(train)} images of {config.image_size}^"
+            f"{config.spatial_dims} voxels, {info.world_size} process(es) on {info.device}"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(state, args.out / "encoder.pt")
+        if args.labels is not None:
+            probe = probe_set(manifest, splits, args.labels, config, intensity)
+    live = Live(str(args.live), dvcyaml=None, save_dvc_exp=False) if info.is_main else None
+
+    def log(step: int, metrics: dict[str, float]) -> None:
+        assert live is not None
+        live.step = step
+        for name, value in metrics.items():
+            live.log_metric(name, value)
+        live.make_summary()
+
+    with live if live is not None else nullcontext():
+        result = pretrain(
+            images,
+            train["image_id"].tolist(),
+            config,
+            options,
+            info,
+            probe,
+            on_metrics=log if live is not None else None,
+        )
+    if not info.is_main:
+        return
     meta = {
-        "method": method,
-        "encoder": get(p, "model.encoder", str),
-        "spatial_dims": dims,
-        "image_size": size,
-        "small_input": get(p, "model.small_input", bool),
-        "n_images": len(images),
+        "method": config.method,
+        "encoder": config.encoder,
+        "spatial_dims": config.spatial_dims,
+        "image_size": config.image_size,
+        "small_input": config.small_input,
+        "n_images": len(train),
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from_step,
+        "determinism": result.determinism,
     }
-    (args.out / "encoder.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_encoder(args.out, result.encoder, meta)
 
 
 if __name__ == "__main__":

@@ -1,46 +1,95 @@
 """SimCLR: contrastive learning of visual representations (Chen et al., ICML 2020).
 
 The encoder is any :mod:`medssl.models.encoders` network; the projection head is a
-2-layer MLP; the loss is MONAI's NT-Xent (:class:`monai.losses.ContrastiveLoss`).
+2-layer MLP; the loss is NT-Xent over the global batch (all ranks). :func:`nt_xent` is a
+matrix-product form of MONAI's :class:`monai.losses.ContrastiveLoss` (tested equal to it):
+MONAI's builds a ``(2N, 2N, D)`` tensor, which does not fit GPU memory at the batch sizes
+SimCLR needs (N = 1024, D = 128 is 2 GiB before autograd); this one needs ``(2N, 2N)``.
 """
 
 from __future__ import annotations
 
 import torch
-from monai.losses import ContrastiveLoss
+import torch.nn.functional as F
 from torch import nn
+
+from medssl.ssl.heads import Gather, mlp_head, no_gather, stack_views
+
+
+def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Normalised-temperature cross-entropy (SimCLR eq. 1), averaged over all 2N anchors.
+
+    Args:
+        z_a: ``(N, D)`` projections of the first views.
+        z_b: ``(N, D)`` projections of the second views; row i is the positive of ``z_a[i]``.
+        temperature: softmax temperature tau > 0.
+
+    Returns:
+        Scalar loss; every other row of both views is a negative.
+    """
+    if z_a.shape != z_b.shape or z_a.ndim != 2:
+        raise ValueError(f"expected two (N, D) tensors, got {tuple(z_a.shape)}, {tuple(z_b.shape)}")
+    n = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2N, D)
+    logits = (z @ z.T) / temperature  # (2N, 2N) cosine similarities / tau
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    idx = torch.arange(n, device=z.device)
+    targets = torch.cat([idx + n, idx])  # the other view of the same image
+    return F.cross_entropy(logits, targets)
 
 
 class SimCLR(nn.Module):
-    """Encoder plus projection head.
+    """Encoder, projection head and NT-Xent loss.
 
     Args:
         encoder: maps ``(B, C, *spatial)`` to ``(B, feature_dim)``.
         feature_dim: encoder output width.
         proj_dim: projection width (the space where the loss is computed).
+        temperature: NT-Xent temperature.
         hidden_dim: projection MLP hidden width.
+        gather: all-gather of projections across ranks (identity on one process).
     """
 
+    n_views = 2
+
     def __init__(
-        self, encoder: nn.Module, feature_dim: int, proj_dim: int = 128, hidden_dim: int = 512
+        self,
+        encoder: nn.Module,
+        feature_dim: int,
+        proj_dim: int = 128,
+        temperature: float = 0.2,
+        hidden_dim: int = 512,
+        gather: Gather = no_gather,
     ) -> None:
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.encoder = encoder
-        self.projector = nn.Sequential(
-            nn.Linear(feature_dim, hidden_dim),
-            nn.BatchNorm1d(hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, proj_dim),
-        )
+        self.projector = mlp_head(feature_dim, hidden_dim, proj_dim, n_layers=2)
+        self.temperature = temperature
+        self.gather = gather
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(features (B, feature_dim), projections (B, proj_dim))``."""
-        h = self.encoder(x)
-        return h, self.projector(h)
+    def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss on two views.
 
+        Args:
+            views: ``(B, 2, C, *spatial)``.
 
-def loss_fn(temperature: float) -> nn.Module:
-    """NT-Xent loss on two batches of projections ``(B, D)`` (positives: same row)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return ContrastiveLoss(temperature=temperature)
+        Returns:
+            ``(loss, features)``: the scalar loss and the detached encoder features
+            ``(2B, feature_dim)`` (for the collapse monitor).
+        """
+        b = views.shape[0]
+        h = self.encoder(stack_views(views))  # (2B, F)
+        z = self.projector(h).view(2, b, -1).transpose(0, 1)  # (B, 2, P)
+        z = self.gather(z.contiguous())  # (world * B, 2, P)
+        return nt_xent(z[:, 0], z[:, 1], self.temperature), h.detach()
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``(B, feature_dim)`` of ``(B, C, *spatial)`` images."""
+        return self.encoder(x)
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights for :func:`medssl.models.encoders.build_encoder`."""
+        return self.encoder.state_dict()

@@ -1,0 +1,181 @@
+"""Pretraining engine in-process at a tiny size: reproducibility, resume, methods, probe."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medssl.models.encoders import build_encoder
+from medssl.train import checkpoint as ckpt
+from medssl.train import distributed as dist
+from medssl.train.pretrain import (
+    Preempted,
+    PretrainConfig,
+    PretrainResult,
+    ProbeSet,
+    RunOptions,
+    pretrain,
+    warmup_cosine,
+)
+
+TINY = PretrainConfig(
+    encoder="resnet10", image_size=32, epochs=2, batch_size=4, proj_dim=16, lr=1e-3
+)
+N = 12  # 3 steps per epoch, 6 in all
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _images(n: int = N, size: int = 32, dims: int = 2) -> torch.Tensor:
+    """Blobs at random places: images with structure, in [0, 1]."""
+    g = torch.Generator().manual_seed(42)
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, size)] * dims, indexing="ij"))
+    centres = torch.rand(n, dims, generator=g) * 1.2 - 0.6
+    d2 = ((grid[None] - centres.view(n, dims, *[1] * dims)) ** 2).sum(1)
+    return torch.exp(-d2 / 0.1).unsqueeze(1)
+
+
+def _ids(n: int = N) -> list[str]:
+    return [f"image-{i:03d}" for i in range(n)]
+
+
+def _run(tmp: Path, config: PretrainConfig = TINY, **kw: object) -> PretrainResult:
+    options = RunOptions(checkpoint_dir=tmp, checkpoint_every=4, knn_every=0)
+    info = dist.setup("cpu")
+    return pretrain(_images(), _ids(), config, options, info, **kw)  # type: ignore[arg-type]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PretrainResult]:
+    """An uninterrupted run of TINY, shared by the reproducibility tests."""
+    folder = tmp_path_factory.mktemp("reference")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return folder, _run(folder)
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_warmup_cosine_reference() -> None:
+    assert [warmup_cosine(s, 2, 10) for s in (0, 1)] == [0.5, 1.0]
+    assert warmup_cosine(2, 2, 10) == 1.0
+    assert warmup_cosine(6, 2, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert warmup_cosine(10, 2, 10) == pytest.approx(0.0)
+
+
+def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    np.random.seed(2)  # noqa: NPY002
+    state = ckpt.capture_rng(torch.device("cpu"))
+    expected = (torch.rand(3), np.random.rand(3), np.random.randn())  # noqa: NPY002
+    ckpt.save_atomic({"format": ckpt.FORMAT, "rng": state}, tmp_path / "c.pt")
+    loaded = torch.load(tmp_path / "c.pt", weights_only=True)
+    torch.rand(5)
+    ckpt.restore_rng(loaded["rng"], torch.device("cpu"))
+    got = (torch.rand(3), np.random.rand(3), np.random.randn())  # noqa: NPY002
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
+
+
+@pytest.mark.slow
+def test_two_runs_are_bit_identical(tmp_path: Path, reference: tuple[Path, PretrainResult]) -> None:
+    a = reference[1].encoder
+    b = _run(tmp_path).encoder
+    assert _same(a, b)
+    fa = torch.load(reference[0] / ckpt.FINAL, weights_only=True)
+    fb = torch.load(tmp_path / ckpt.FINAL, weights_only=True)
+    assert _same(fa["model"], fb["model"]) and fa["global_step"] == 6
+    assert _same(fa["optimizer"]["state"][0], fb["optimizer"]["state"][0])
+    assert not (tmp_path / ckpt.LAST).exists()
+    untrained, _ = build_encoder("resnet10", 2, 1, False)
+    assert not _same(a, untrained.state_dict())
+    untrained.load_state_dict(a)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_the_restart_ends_identical(
+    tmp_path: Path, reference: tuple[Path, PretrainResult]
+) -> None:
+    def term_at_step_2(step: int, metrics: dict[str, float]) -> None:
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted):
+        _run(tmp_path / "run", on_metrics=term_at_step_2)
+    saved = ckpt.load(tmp_path / "run" / ckpt.LAST)
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (0, 2, 2)
+    replayed: list[int] = []
+    resumed = _run(tmp_path / "run", on_metrics=lambda s, m: replayed.append(s))
+    assert resumed.resumed_from_step == 2
+    assert _same(resumed.encoder, reference[1].encoder)
+    assert replayed == list(range(1, 7))  # history replayed once, then steps 3..6
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path: Path) -> None:
+    _run(tmp_path, dataclasses.replace(TINY, epochs=1))
+    (tmp_path / ckpt.FINAL).rename(tmp_path / ckpt.LAST)  # pretend it was interrupted
+    assert _run(tmp_path).resumed_from_step is None
+
+
+@pytest.mark.slow
+def test_vicreg_logs_curves_and_a_knn_probe(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, method="vicreg")
+    images = _images()
+    labels = torch.tensor([0, 1] * (N // 2))
+    probe = ProbeSet(images[:8], labels[:8], images[8:], labels[8:])
+    rows: dict[int, dict[str, float]] = {}
+    options = RunOptions(checkpoint_dir=tmp_path, knn_every=1)
+    result = pretrain(images, _ids(), config, options, dist.setup("cpu"), probe,
+                      on_metrics=lambda s, m: rows.setdefault(s, {}).update(m))  # fmt: skip
+    assert sorted(rows) == list(range(1, 7))
+    assert {"train/loss", "train/lr", "train/embedding_std"} <= set(rows[1])
+    assert {"val/knn_auroc", "val/knn_acc"} <= set(rows[3]) and "val/knn_acc" in rows[6]
+    assert "val/knn_acc" not in rows[2]
+    assert 0.0 < rows[6]["train/embedding_std"] < 1.0
+    assert result.determinism["seed"] == 0 and result.determinism["world_size"] == 1
+    encoder, _ = build_encoder("resnet10", 2, 1, False)
+    encoder.load_state_dict(result.encoder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("einops") is None, reason="ViT needs einops")
+@pytest.mark.parametrize("dims", [2, 3])
+def test_mae_pretrains_a_vit_for_finetuning(tmp_path: Path, dims: int) -> None:
+    config = dataclasses.replace(
+        TINY, method="mae", encoder="vit_tiny", small_input=True, image_size=16,
+        spatial_dims=dims, epochs=1,
+    )  # fmt: skip
+    options = RunOptions(checkpoint_dir=tmp_path, knn_every=0)
+    result = pretrain(_images(N, 16, dims), _ids(), config, options, dist.setup("cpu"))
+    encoder, _ = build_encoder("vit_tiny", dims, 1, True)
+    encoder.load_state_dict(result.encoder)
+
+
+def test_config_errors_name_the_param() -> None:
+    with pytest.raises(ValueError, match="pretrain.method"):
+        PretrainConfig(method="moco")
+    with pytest.raises(ValueError, match="model.encoder"):
+        PretrainConfig(method="mae", encoder="resnet18")
+    with pytest.raises(ValueError, match="batch"):
+        _run(Path("unused"), dataclasses.replace(TINY, method="simclr", batch_size=1))
