@@ -1,0 +1,238 @@
+"""Report figures as PNG bytes: sample images, curves, label efficiency, saliency overlays.
+
+PNGs are written without the ``Software`` text chunk and without timestamps, so the same
+inputs give the same bytes (the report is a DVC output and must be reproducible).
+ROC, precision-recall and reliability curves follow :mod:`sklearn.metrics` and
+:func:`sklearn.calibration.calibration_curve` (Niculescu-Mizil & Caruana, ICML 2005).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
+
+ARM_COLOURS = {"ssl": "tab:blue", "scratch": "tab:orange", "pixels": "tab:grey"}
+DPI = 100
+
+
+def png_of(fig: Figure) -> bytes:
+    """Render and close a figure; PNG bytes without metadata text."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def display_slice(image: NDArray[Any]) -> NDArray[np.float64]:
+    """A 2D view of an image for display.
+
+    Radiographs keep the stored row/column layout of the source (the DICOM presentation:
+    NIfTI axis 0 is the column, axis 1 the row). Volumes (RAS+ after ingestion) show
+    their middle axial slice in radiological convention: patient's right on the left of
+    the picture, anterior at the top.
+
+    Args:
+        image: ``(X, Y)`` or ``(X, Y, Z)`` in NIfTI voxel order, optionally with a
+            leading channel axis of size 1.
+
+    Returns:
+        ``(rows, cols)`` float64.
+    """
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim in (3, 4) and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 2:
+        return np.ascontiguousarray(arr.T)
+    if arr.ndim == 3:
+        axial = arr[:, :, arr.shape[2] // 2]
+        return np.ascontiguousarray(axial.T[::-1, ::-1])
+    raise ValueError(f"expected a 2D or 3D image, got shape {np.shape(image)}")
+
+
+def sample_grid(items: Sequence[tuple[NDArray[Any], str]], ncols: int = 4) -> bytes:
+    """Thumbnails in a grid.
+
+    Args:
+        items: ``(image, caption)``; image as accepted by :func:`display_slice`.
+        ncols: thumbnails per row.
+
+    Returns:
+        PNG bytes.
+    """
+    n = max(len(items), 1)
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (image, caption) in zip(axes.ravel(), items, strict=False):
+        ax.imshow(display_slice(image), cmap="gray")
+        ax.set_title(caption, fontsize=9)
+    fig.tight_layout()
+    return png_of(fig)
+
+
+def patient_scores(scores: pd.DataFrame, how: str) -> pd.DataFrame:
+    """One row per patient (``how`` = ``max`` or ``mean``) or per image (``none``).
+
+    Args:
+        scores: ``patient_key, label, score``.
+        how: aggregation.
+
+    Returns:
+        ``label, score``.
+    """
+    if how == "none":
+        return scores[["label", "score"]].reset_index(drop=True)
+    if how not in ("max", "mean"):
+        raise ValueError(f"patient aggregation must be none, max or mean, got {how!r}")
+    grouped = scores.groupby("patient_key", sort=True)
+    return pd.DataFrame({"label": grouped["label"].max(), "score": grouped["score"].agg(how)})
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Points of ROC, precision-recall and reliability curves of one arm.
+
+    Attributes:
+        fpr, tpr: ROC points.
+        recall, precision: PR points.
+        prob_pred, prob_true: reliability diagram (mean predicted, observed frequency).
+        auroc: area under the ROC curve.
+        prevalence: fraction of positives (PR baseline).
+    """
+
+    fpr: NDArray[np.float64]
+    tpr: NDArray[np.float64]
+    recall: NDArray[np.float64]
+    precision: NDArray[np.float64]
+    prob_pred: NDArray[np.float64]
+    prob_true: NDArray[np.float64]
+    auroc: float
+    prevalence: float
+
+
+def curves_of(labels: NDArray[Any], scores: NDArray[Any], n_bins: int = 5) -> Curves:
+    """ROC, PR and reliability points.
+
+    Args:
+        labels: ``(n,)`` in {0, 1}, both classes present.
+        scores: ``(n,)`` probabilities of the abnormal class.
+        n_bins: reliability bins (quantile strategy).
+
+    Returns:
+        The curves.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    if len(np.unique(y)) != 2:
+        raise ValueError("curves need both classes among the labels")
+    fpr, tpr, _ = roc_curve(y, s)
+    precision, recall, _ = precision_recall_curve(y, s)
+    bins = max(1, min(n_bins, len(y) // 2))
+    prob_true, prob_pred = calibration_curve(y, np.clip(s, 0, 1), n_bins=bins, strategy="quantile")
+    return Curves(
+        fpr,
+        tpr,
+        recall,
+        precision,
+        prob_pred,
+        prob_true,
+        float(roc_auc_score(y, s)),
+        float(y.mean()),
+    )
+
+
+def curves_png(curves: Mapping[str, Curves]) -> bytes:
+    """ROC, precision-recall and calibration panels, one line per arm."""
+    fig, (roc, pr, cal) = plt.subplots(1, 3, figsize=(13, 4.2))
+    for arm, c in curves.items():
+        colour = ARM_COLOURS.get(arm.split(" ")[0])
+        roc.plot(c.fpr, c.tpr, color=colour, label=f"{arm} (AUROC {c.auroc:.2f})")
+        pr.step(c.recall, c.precision, where="post", color=colour, label=arm)
+        cal.plot(c.prob_pred, c.prob_true, marker="o", color=colour, label=arm)
+    roc.plot([0, 1], [0, 1], "k:", lw=0.8)
+    cal.plot([0, 1], [0, 1], "k:", lw=0.8)
+    if curves:
+        pr.axhline(next(iter(curves.values())).prevalence, color="k", ls=":", lw=0.8)
+    for ax, title, xl, yl in (
+        (roc, "ROC", "1 - specificity", "sensitivity"),
+        (pr, "Precision-recall", "recall (sensitivity)", "precision (PPV)"),
+        (cal, "Calibration", "mean predicted probability", "observed abnormal fraction"),
+    ):
+        ax.set(title=title, xlabel=xl, ylabel=yl, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.legend(fontsize=8, loc="lower right" if ax is not pr else "lower left")
+    fig.tight_layout()
+    return png_of(fig)
+
+
+def label_efficiency_png(records: Sequence[Mapping[str, Any]]) -> bytes:
+    """Test AUROC (mean over seeds) against the number of labels, one line per arm and mode.
+
+    Headline modes are solid with their 95 % CI band; other modes are dashed, without band.
+    """
+    frame = pd.DataFrame(list(records))
+    if "mode" not in frame:
+        frame["mode"] = ""
+    if "headline" not in frame:
+        frame["headline"] = True
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for (arm, mode), part in frame.groupby(["arm", "mode"], sort=True):
+        agg = part.groupby("n_labels")[["auroc", "auroc_ci_low", "auroc_ci_high"]].mean()
+        colour = ARM_COLOURS.get(str(arm))
+        headline = bool(part["headline"].fillna(False).astype(bool).any())
+        label = f"{arm} {mode}".strip()
+        ax.plot(agg.index, agg["auroc"], "-" if headline else "--", marker="o", color=colour,
+                label=label, alpha=1.0 if headline else 0.6)  # fmt: skip
+        if headline:
+            low, high = agg["auroc_ci_low"], agg["auroc_ci_high"]
+            ax.fill_between(agg.index, low, high, color=colour, alpha=0.12)
+    ticks = sorted(frame["n_labels"].unique())
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.axhline(0.5, color="k", lw=0.5, ls=":")
+    ax.set(xlabel="labelled training images", ylabel="test AUROC (95% CI)", ylim=(0, 1))
+    ax.set_title("Label efficiency")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return png_of(fig)
+
+
+def saliency_png(items: Sequence[tuple[NDArray[Any], NDArray[Any], str]]) -> bytes:
+    """Image and saliency overlay side by side, one row per case.
+
+    Args:
+        items: ``(image, saliency, caption)``; both arrays as accepted by
+            :func:`display_slice`, saliency in [0, 1].
+
+    Returns:
+        PNG bytes.
+    """
+    n = max(len(items), 1)
+    fig, axes = plt.subplots(n, 2, figsize=(5.2, 2.6 * n), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for (a, b), (image, heat, caption) in zip(axes, items, strict=False):
+        shown = display_slice(image)
+        a.imshow(shown, cmap="gray")
+        a.set_title(caption, fontsize=8)
+        b.imshow(shown, cmap="gray")
+        hot = np.ma.masked_less(display_slice(heat), 0.2)  # show the top of the map only
+        b.imshow(hot, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+        b.set_title("saliency", fontsize=8)
+    fig.tight_layout()
+    return png_of(fig)
