@@ -139,10 +139,14 @@ def test_bundle_layout_and_inference_match_medssl(tmp_path: Path) -> None:
         assert (bundle / rel).is_file(), rel
     image = _image(tmp_path / "x.nii.gz")
     out = tmp_path / "pred" / "p.json"
-    run(
-        config_file=str(bundle / mb.INFERENCE_NAME), meta_file=str(bundle / mb.METADATA_NAME),
-        logging_file=False, bundle_root=str(bundle), image=str(image), output=str(out),
-    )  # fmt: skip
+    grad = torch.is_grad_enabled()
+    try:
+        run(
+            config_file=str(bundle / mb.INFERENCE_NAME), meta_file=str(bundle / mb.METADATA_NAME),
+            logging_file=False, bundle_root=str(bundle), image=str(image), output=str(out),
+        )  # fmt: skip
+    finally:
+        torch.set_grad_enabled(grad)  # the bundle's `initialize` turns autograd off globally
     verdict = json.loads(out.read_text())
     x = torch.as_tensor(preprocess(32, 2, "xray")({"image": str(image)})["image"])[None]
     with torch.no_grad():
