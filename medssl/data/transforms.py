@@ -134,6 +134,20 @@ def preprocess(image_size: int, spatial_dims: int, intensity: str = "xray") -> C
     )
 
 
+def _window_and_crop(
+    image_size: int, spatial_dims: int, min_crop: float, windows: Sequence[tuple[float, float]]
+) -> list[Transform]:
+    """Optional random intensity window, then a random-size crop resized back to full size."""
+    size: Sequence[int] = [image_size] * spatial_dims
+    crop = [max(4, int(image_size * min_crop))] * spatial_dims
+    steps: list[Transform] = [RandIntensityWindow(windows)] if windows else []
+    return [
+        *steps,
+        RandSpatialCrop(roi_size=crop, max_roi_size=size, random_size=True),
+        Resize(spatial_size=size),
+    ]
+
+
 def ssl_views(
     image_size: int,
     spatial_dims: int,
@@ -157,12 +171,8 @@ def ssl_views(
     Returns:
         A Compose mapping ``(1, *spatial)`` to a view of the same shape.
     """
-    size: Sequence[int] = [image_size] * spatial_dims
-    crop = [max(4, int(image_size * min_crop))] * spatial_dims
-    steps: list[Transform] = [RandIntensityWindow(windows)] if windows else []
+    steps = _window_and_crop(image_size, spatial_dims, min_crop, windows)
     steps += [
-        RandSpatialCrop(roi_size=crop, max_roi_size=size, random_size=True),
-        Resize(spatial_size=size),
         RandAffine(
             prob=0.8,
             rotate_range=[0.17] * (1 if spatial_dims == 2 else 3),
@@ -199,13 +209,7 @@ def mae_view(
     Returns:
         A Compose mapping ``(1, *spatial)`` to a view of the same shape.
     """
-    size: Sequence[int] = [image_size] * spatial_dims
-    crop = [max(4, int(image_size * min_crop))] * spatial_dims
-    steps: list[Transform] = [RandIntensityWindow(windows)] if windows else []
-    steps += [
-        RandSpatialCrop(roi_size=crop, max_roi_size=size, random_size=True),
-        Resize(spatial_size=size),
-    ]
+    steps = _window_and_crop(image_size, spatial_dims, min_crop, windows)
     if flip:
         steps.append(RandFlip(prob=0.5, spatial_axis=0))
     return Compose(steps)
