@@ -1,22 +1,29 @@
-"""Stage finetune@ARM-BUDGET-SEED: few-label training of one arm; scores val and test."""
+"""Stage finetune@ARM-BUDGET-SEED: every mode of one arm on one label budget.
+
+Writes ``scores.csv`` (one row per scored val/test image and mode: probability and raw
+score), ``run.json`` (budget, label counts, what each mode chose on validation) and, for
+full fine-tuning, ``model.pt``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from medssl.data.dataset import load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
-from medssl.data.splits import select_budget
+from medssl.data.splits import SplitError, select_budget
 from medssl.data.transforms import ssl_views
-from medssl.params import get, get_positive, load_params
-from medssl.train.finetune import build_classifier, predict, train_classifier
-
-ARMS = ("ssl", "scratch")
+from medssl.params import ParamsError, get, get_positive, load_params
+from medssl.train.arms import ArmConfig, Labelled, ModeOutput, check_modes, run_arm
+from medssl.train.finetune import ARM_MODES, TrainConfig
 
 
 def parse_budget_arg(text: str) -> int | float | str:
@@ -26,9 +33,69 @@ def parse_budget_arg(text: str) -> int | float | str:
     return float(text) if "." in text else int(text)
 
 
+def arm_config(p: dict[str, Any]) -> ArmConfig:
+    """The ``model`` and ``finetune`` params as an :class:`ArmConfig`."""
+    train = TrainConfig(
+        steps=get_positive(p, "finetune.steps", int),
+        batch_size=get_positive(p, "finetune.batch_size", int),
+        lr=get_positive(p, "finetune.lr", float),
+        encoder_lr_scale=get_positive(p, "finetune.encoder_lr_scale", float),
+        weight_decay=get(p, "finetune.weight_decay", float),
+        eval_every=get_positive(p, "finetune.eval_every", int),
+        patience=get(p, "finetune.patience", int),
+    )
+    return ArmConfig(
+        encoder=get(p, "model.encoder", str),
+        spatial_dims=get(p, "model.spatial_dims", int),
+        small_input=get(p, "model.small_input", bool),
+        train=train,
+        probe_c=tuple(float(c) for c in get(p, "finetune.probe_c", list)),
+        knn_k=get_positive(p, "finetune.knn_k", int),
+        knn_bank=get(p, "finetune.knn_bank", int),
+        pixel_size=get_positive(p, "finetune.pixel_size", int),
+    )
+
+
+def load_pretrained(folder: Path, p: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The pretrained encoder, after checking it was built with the current ``model`` params."""
+    meta = json.loads((folder / "encoder.json").read_text())
+    want = {
+        "encoder": get(p, "model.encoder", str),
+        "spatial_dims": get(p, "model.spatial_dims", int),
+        "small_input": get(p, "model.small_input", bool),
+        "image_size": get(p, "model.image_size", int),
+    }
+    wrong = {k: (meta.get(k), v) for k, v in want.items() if k in meta and meta[k] != v}
+    if wrong:
+        raise ParamsError(f"{folder / 'encoder.json'}: encoder built with other params {wrong}")
+    state: dict[str, torch.Tensor] = torch.load(folder / "encoder.pt", weights_only=True)
+    return state
+
+
+def labelled_images(ingested: Path, splits: Path, labels: Path, dims: int) -> pd.DataFrame:
+    """Labelled images of the model's dimensionality: manifest + ``split`` + ``label``."""
+    table = read_manifest(ingested / MANIFEST_NAME).merge(
+        pd.read_csv(splits, dtype=str)[["image_id", "split"]], on="image_id"
+    )
+    table = table.merge(pd.read_csv(labels, dtype={"image_id": str}), on="image_id")
+    return table[table["spatial_dims"] == dims].sort_values("image_id").reset_index(drop=True)
+
+
+def load_images(paths: list[str], size: int, dims: int, intensity: str) -> torch.Tensor:
+    """Preprocessed ``(N, 1, *spatial)`` float32 as a plain tensor (no MONAI metadata)."""
+    return load_stack(paths, size, dims, intensity).as_subclass(torch.Tensor).float()
+
+
+def score_table(scored: pd.DataFrame, outputs: dict[str, ModeOutput]) -> pd.DataFrame:
+    """Long table: ``image_id, patient_key, split, label, mode, score, raw``."""
+    base = scored[["image_id", "patient_key", "split", "label"]].reset_index(drop=True)
+    parts = [base.assign(mode=m, score=o.prob, raw=o.raw) for m, o in outputs.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arm", choices=ARMS, required=True)
+    parser.add_argument("--arm", choices=sorted(ARM_MODES), required=True)
     parser.add_argument("--budget", type=parse_budget_arg, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--ingested", type=Path, required=True)
@@ -39,60 +106,47 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     p = load_params(args.params)
-    dims = get(p, "model.spatial_dims", int)
-    size = get_positive(p, "model.image_size", int)
-    small = get(p, "model.small_input", bool)
-    encoder_name = get(p, "model.encoder", str)
+    try:
+        cfg = arm_config(p)
+        modes = [str(m) for m in get(p, f"finetune.modes.{args.arm}", list)]
+        check_modes(args.arm, modes)
+        size = get_positive(p, "model.image_size", int)
+        table = labelled_images(args.ingested, args.splits, args.labels, cfg.spatial_dims)
+        train = table[table["split"] == "train"]
+        train = train[train["image_id"].isin(select_budget(train, args.budget, args.seed))]
+        init = load_pretrained(args.encoder, p) if args.arm == "ssl" else None
+    except (ParamsError, SplitError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+    scored = table[table["split"].isin(["val", "test"])]
+    intensity = get(p, "model.intensity", str)
+    data = Labelled(
+        x_train=load_images(train["nifti"].tolist(), size, cfg.spatial_dims, intensity),
+        y_train=train["label"].to_numpy(dtype=np.int64),
+        x_scored=load_images(scored["nifti"].tolist(), size, cfg.spatial_dims, intensity),
+        y_scored=scored["label"].to_numpy(dtype=np.int64),
+        is_val=(scored["split"] == "val").to_numpy(),
+    )
+    n_pos = int(data.y_train.sum())
+    print(f"{args.arm}: {len(train)} labels ({n_pos} abnormal), modes {modes}")
+    augment = ssl_views(size, cfg.spatial_dims, min_crop=0.8, noise_std=0.01)
+    outputs = run_arm(args.arm, modes, data, cfg, seed=args.seed, init=init, augment=augment)
 
-    manifest = read_manifest(args.ingested / MANIFEST_NAME)
-    table = manifest.merge(
-        pd.read_csv(args.splits, dtype=str)[["image_id", "split"]], on="image_id"
-    )
-    table = table.merge(pd.read_csv(args.labels, dtype={"image_id": str}), on="image_id")
-    table = table[table["spatial_dims"] == dims]
-    train = table[table["split"] == "train"]
-    chosen = select_budget(train, args.budget, args.seed)
-    train = train[train["image_id"].isin(chosen)].sort_values("image_id")
-    scored = table[table["split"].isin(["val", "test"])].sort_values("image_id")
-
-    init = None
-    mode = "full"
-    if args.arm == "ssl":
-        init = torch.load(args.encoder / "encoder.pt", weights_only=True)
-        mode = get(p, "finetune.mode", str)
-    model = build_classifier(encoder_name, dims, small, init)
-    x_train = load_stack(train["nifti"].tolist(), size, dims, get(p, "model.intensity", str))
-    y_train = torch.tensor(train["label"].to_numpy(dtype="int64"))
-    print(f"{args.arm}: {len(train)} labels ({int(y_train.sum())} abnormal), mode {mode}")
-    model = train_classifier(
-        model,
-        x_train,
-        y_train,
-        mode=mode,
-        epochs=get_positive(p, "finetune.epochs", int),
-        batch_size=get_positive(p, "finetune.batch_size", int),
-        lr=get_positive(p, "finetune.lr", float),
-        encoder_lr_scale=get_positive(p, "finetune.encoder_lr_scale", float),
-        weight_decay=get(p, "finetune.weight_decay", float),
-        seed=args.seed,
-        augment=ssl_views(size, dims, min_crop=0.8, noise_std=0.01),
-    )
-    x_scored = load_stack(scored["nifti"].tolist(), size, dims, get(p, "model.intensity", str))
-    scores = scored[["image_id", "patient_key", "split", "label"]].assign(
-        score=predict(model, x_scored)
-    )
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out / "model.pt")
-    scores.to_csv(args.out / "scores.csv", index=False, lineterminator="\n", float_format="%.6f")
+    score_table(scored, outputs).to_csv(args.out / "scores.csv", index=False, lineterminator="\n")
+    for o in outputs.values():
+        if o.state is not None:
+            torch.save(o.state, args.out / "model.pt")
     run = {
         "arm": args.arm,
-        "mode": mode,
         "budget": args.budget,
-        "n_labels": len(train),
         "seed": args.seed,
-        "encoder": encoder_name,
+        "n_labels": len(train),
+        "n_abnormal": n_pos,
+        "n_normal": len(train) - n_pos,
+        "encoder": cfg.encoder if args.arm != "pixels" else None,
+        "modes": {m: o.info for m, o in outputs.items()},
     }
-    (args.out / "run.json").write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
+    (args.out / "run.json").write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -19,13 +21,14 @@ TINY = {
     "demo": {"n_patients": 16, "image_size": 48, "n_ct": 1},
     "model": {"image_size": 32},
     "pretrain": {"epochs": 2, "batch_size": 16},
-    "finetune": {"budgets": [4, "all"], "epochs": 2},
+    "finetune": {"budgets": [4, "all"], "steps": 4, "eval_every": 2},
     "evaluate": {"n_boot": 50},
 }
 
 
 def _run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env["OMP_NUM_THREADS"] = "1"  # tiny tensors: one thread is faster on a shared machine
     env.pop("MEDSSL_DEID_SECRET", None)
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
@@ -55,16 +58,36 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_results_cover_every_arm_and_budget(workspace: Path) -> None:
+def test_results_cover_every_arm_mode_and_budget(workspace: Path) -> None:
     records = json.loads((workspace / "results" / "label_efficiency.json").read_text())
-    got = {(r["arm"], r["budget"]) for r in records}
-    assert got == {(a, b) for a in ("ssl", "scratch") for b in (4, "all")}
+    modes = {"ssl": {"linear", "full", "knn"}, "scratch": {"full"}, "pixels": {"logistic", "knn"}}
+    got = {(r["arm"], r["mode"], r["budget"]) for r in records}
+    assert got == {(a, m, b) for a, ms in modes.items() for m in ms for b in (4, "all")}
+    required = {"arm", "mode", "n_labels", "seed", "auroc", "auroc_ci_low", "auroc_ci_high"}
+    required |= {"auprc", "headline", "val_auroc", "sens_at_spec90", "sens_at_spec95", "ece"}
+    required |= {"brier", "tn", "fp", "fn", "tp", "p_vs_scratch", "p_vs_pixels"}
     for r in records:
+        assert required <= set(r)
         assert 0.0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1.0
-        assert {"arm", "n_labels", "seed", "auroc", "auprc"} <= set(r)
+        assert r["headline"] == (
+            r["mode"] == {"ssl": "full", "scratch": "full"}.get(r["arm"], "logistic")
+        )
+        assert (r["p_vs_scratch"] is None) == (r["arm"] == "scratch")
+    n_labels = {r["budget"]: r["n_labels"] for r in records}
+    assert n_labels[4] == 4 < n_labels["all"]
     shown = _run(workspace, "dvc", "metrics", "show", "--json").stdout
     assert "auroc" in shown
-    assert (workspace / "results" / "plots" / "label_efficiency.png").stat().st_size > 1000
+    plots = workspace / "results" / "plots"
+    assert (plots / "label_efficiency.png").stat().st_size > 1000
+    for kind in ("roc", "pr", "calibration"):
+        assert {p.name for p in (plots / kind).iterdir()} == {
+            "ssl.json",
+            "scratch.json",
+            "pixels.json",
+        }
+    assert "| labels | arm | mode |" in (workspace / "results" / "label_efficiency.md").read_text()
+    rendered = _run(workspace, "dvc", "plots", "show", "--json").stdout
+    assert "roc/ssl.json" in rendered and "label_efficiency.csv" in rendered
 
 
 @pytest.mark.slow
@@ -84,12 +107,33 @@ def test_no_fake_phi_in_outputs(workspace: Path) -> None:
     needles = {s for s in phi if len(s) >= 4} | {
         part for s in phi for part in s.split("^") if len(part) >= 4
     }
+    # digits-only needles (IDs, dates) must stand alone: not inside a longer run of digits
+    patterns = [
+        (n.encode(), re.compile(rb"(?<!\d)" + re.escape(n.encode()) + rb"(?!\d)"))
+        if n.isdigit()
+        else (n.encode(), re.compile(re.escape(n.encode())))
+        for n in needles
+    ]
     for folder in ("data/ingested", "data/splits", "models", "results"):
         for path in (workspace / folder).rglob("*"):
             if path.is_file() and path.suffix != ".gz":
-                text = path.read_bytes().decode("latin-1")
-                leaks = [n for n in needles if n in text]
+                data = _searchable_bytes(path)
+                leaks = [p.pattern for n, p in patterns if n in data and p.search(data)]
                 assert not leaks, f"PHI in {path.relative_to(workspace)}"
+
+
+DATA_URI = re.compile(rb"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+
+
+def _searchable_bytes(path: Path) -> bytes:
+    """File bytes; for torch ``.pt`` zips, the member names and pickles (not tensor blobs)."""
+    if not zipfile.is_zipfile(path):
+        # embedded images are base64: a 4-letter name turns up in ~1 MB of it by chance
+        return DATA_URI.sub(b"", path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        kept = [n for n in names if not re.search(r"/data/\d+$", n)]
+        return b"\n".join([*(n.encode() for n in names), *(zf.read(n) for n in kept)])
 
 
 @pytest.mark.slow
@@ -115,6 +159,25 @@ def test_bad_label_csv_fails_and_changes_nothing(workspace: Path) -> None:
         assert proc.returncode != 0
         n_rows = good.count("\n") + 1
         assert f"bad_labels.csv: row {n_rows}: 'path' matches no ingested image" in proc.stderr
+        assert results.read_bytes() == before
+    finally:
+        params_file.write_text(original)
+
+
+@pytest.mark.slow
+def test_budget_the_labels_cannot_fill_fails_before_training(workspace: Path) -> None:
+    results = workspace / "results" / "label_efficiency.json"
+    before = results.read_bytes()
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["finetune"]["budgets"] = [4, 500]
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        proc = _run(workspace, "dvc", "repro", check=False)
+        assert proc.returncode != 0
+        assert "finetune.budgets: budget 500 exceeds the" in proc.stderr
+        assert "Running stage 'finetune" not in proc.stdout
         assert results.read_bytes() == before
     finally:
         params_file.write_text(original)

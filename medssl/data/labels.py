@@ -8,7 +8,7 @@ and UIDs are matched without ever being written out. Error messages name the CSV
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +65,16 @@ def read_label_csv(path: Path, key: str, label_column: str) -> pd.DataFrame:
     return frame
 
 
+def normalise_key(key: str, value: str) -> str:
+    """Strip blanks; for ``path`` keys also use POSIX separators and drop a leading ``./``."""
+    value = str(value).strip()
+    if key == "path":
+        value = value.replace("\\", "/")
+        while value.startswith("./"):
+            value = value[2:]
+    return value
+
+
 def parse_labels(
     frame: pd.DataFrame,
     path: Path,
@@ -78,7 +88,12 @@ def parse_labels(
         LabelError: naming rows with missing or non-binary values.
     """
     values = frame[label_column].str.strip()
-    pos, neg = {str(v) for v in positive}, {str(v) for v in negative}
+    pos, neg = {str(v).strip() for v in positive}, {str(v).strip() for v in negative}
+    if not pos or not neg or pos & neg:
+        raise LabelError(
+            f"{path}: labels.positive {sorted(pos)} and labels.negative {sorted(neg)} must be "
+            "non-empty and disjoint"
+        )
     bad = frame.loc[~values.isin(pos | neg), "row"].tolist()
     if bad:
         allowed = sorted(pos | neg)
@@ -89,7 +104,7 @@ def parse_labels(
 def join_labels(
     path: Path,
     manifest: pd.DataFrame,
-    quarantined: set[str],
+    unusable: Collection[str],
     pseudo: Pseudonymizer,
     *,
     key: str = "path",
@@ -99,14 +114,15 @@ def join_labels(
 ) -> pd.DataFrame:
     """Validate a label CSV and attach labels to manifest images.
 
-    Rows whose key matches a quarantined source file are dropped (the file could not be
-    read); rows that match nothing are an error. A study- or series-level key labels every
-    image of that study or series.
+    Rows whose key matches an unusable source file are dropped (quarantined: the file could
+    not be read; skipped as a byte-identical duplicate of a kept file); rows that match
+    nothing are an error. A study- or series-level key labels every image of that study or
+    series.
 
     Args:
         path: label CSV.
         manifest: from :func:`medssl.data.manifest.read_manifest`.
-        quarantined: ``source_key`` values of quarantined files.
+        unusable: ``source_key`` values of quarantined files and skipped duplicates.
         pseudo: the ingestion pseudonymizer.
         key: which identifier the CSV uses (:data:`KEY_COLUMNS`).
         label_column: binary label column.
@@ -114,20 +130,25 @@ def join_labels(
         negative: values meaning normal (0).
 
     Returns:
-        ``image_id, label, split_pin, patient_pin`` (pins empty when not given).
+        ``image_id, label, split_pin, patient_pin, row`` (pins empty when not given; ``row``
+        is the CSV line that labelled the image).
 
     Raises:
-        LabelError: naming rows with unknown keys, conflicting duplicates or bad values.
+        LabelError: naming rows with empty or unknown keys, conflicting duplicates or bad
+            values.
     """
     frame = read_label_csv(path, key, label_column)
     if frame.empty:
         raise LabelError(f"{path}: no label rows")
     frame["label"] = parse_labels(frame, path, label_column, positive, negative)
     kind, column = KEY_COLUMNS[key]
-    frame["hkey"] = [pseudo.key(kind, str(v).strip()) for v in frame[key]]
+    empty = frame.loc[frame[key].str.strip() == "", "row"].tolist()
+    if empty:
+        raise _fail(path, f"'{key}' is empty", empty)
+    frame["hkey"] = [pseudo.key(kind, normalise_key(key, v)) for v in frame[key]]
     _check_pins(frame, path, pseudo)
     known = set(manifest[column])
-    unknown = frame.loc[~frame["hkey"].isin(known) & ~frame["hkey"].isin(quarantined), "row"]
+    unknown = frame.loc[~frame["hkey"].isin(known) & ~frame["hkey"].isin(set(unusable)), "row"]
     if len(unknown):
         raise _fail(path, f"'{key}' matches no ingested image", unknown.tolist())
     frame = frame[frame["hkey"].isin(known)]
@@ -136,9 +157,9 @@ def join_labels(
     bad_ids = set(conflicts[conflicts > 1].index)
     if bad_ids:
         rows = merged.loc[merged["image_id"].isin(bad_ids), "row"].tolist()
-        raise _fail(path, "duplicate key with conflicting labels", sorted(rows))
+        raise _fail(path, "duplicate key with conflicting labels", sorted(set(rows)))
     merged = merged.sort_values("row").drop_duplicates("image_id")
-    out = merged[["image_id", "label", "split_pin", "patient_pin"]]
+    out = merged[["image_id", "label", "split_pin", "patient_pin", "row"]]
     return out.sort_values("image_id").reset_index(drop=True)
 
 

@@ -120,6 +120,35 @@ def budget_order(labels: pd.DataFrame, seed: int) -> dict[int, list[str]]:
     return orders
 
 
+def budget_counts(budget: int | float | str, n_pos: int, n_neg: int) -> tuple[int, int]:
+    """Abnormal and normal labels a budget draws, stratified by class.
+
+    The abnormal share follows the pool's prevalence, with at least one image of each class.
+
+    Args:
+        budget: see :func:`parse_budget`.
+        n_pos: labelled abnormal training images.
+        n_neg: labelled normal training images.
+
+    Returns:
+        ``(abnormal, normal)`` counts.
+
+    Raises:
+        SplitError: naming the budget and the class that is short.
+    """
+    n = parse_budget(budget, n_pos + n_neg)
+    for have, name in ((n_pos, "abnormal"), (n_neg, "normal")):
+        if have == 0:
+            raise SplitError(f"budget {budget!r}: the training split has no {name} labelled images")
+    take_pos = min(max(int(round(n * n_pos / (n_pos + n_neg))), 1), n - 1, n_pos)
+    take_neg = n - take_pos
+    if take_neg > n_neg:
+        raise SplitError(
+            f"budget {budget!r} needs {take_neg} normal training labels, only {n_neg} labelled"
+        )
+    return take_pos, take_neg
+
+
 def select_budget(labels: pd.DataFrame, budget: int | float | str, seed: int) -> list[str]:
     """Pick ``budget`` labelled training images, stratified by class and nested.
 
@@ -134,17 +163,36 @@ def select_budget(labels: pd.DataFrame, budget: int | float | str, seed: int) ->
     Raises:
         SplitError: when either class has too few images for the budget.
     """
-    n = parse_budget(budget, len(labels))
     orders = budget_order(labels, seed)
-    n_pos_avail, n_neg_avail = len(orders[1]), len(orders[0])
-    if n_pos_avail == 0 or n_neg_avail == 0:
-        raise SplitError("training labels need both classes (normal and abnormal)")
-    n_pos = int(round(n * n_pos_avail / (n_pos_avail + n_neg_avail)))
-    n_pos = min(max(n_pos, 1), n - 1, n_pos_avail)
-    n_neg = n - n_pos
-    if n_neg > n_neg_avail:
-        raise SplitError(f"budget {n} needs {n_neg} normal images, only {n_neg_avail} labelled")
+    n_pos, n_neg = budget_counts(budget, len(orders[1]), len(orders[0]))
     return sorted(orders[1][:n_pos] + orders[0][:n_neg])
+
+
+def check_budgets(
+    labels: pd.DataFrame, budgets: Sequence[int | float | str]
+) -> list[tuple[int | float | str, int, int]]:
+    """Check every budget against the training labels before anything is trained.
+
+    Args:
+        labels: ``label`` column of the labelled training images.
+        budgets: budget specs (``finetune.budgets``).
+
+    Returns:
+        ``(budget, abnormal, normal)`` per budget.
+
+    Raises:
+        SplitError: naming the first budget that cannot be drawn.
+    """
+    n_pos = int((labels["label"] == 1).sum())
+    n_neg = int((labels["label"] == 0).sum())
+    out = []
+    for budget in budgets:
+        try:
+            take = budget_counts(budget, n_pos, n_neg)
+        except SplitError as exc:
+            raise SplitError(f"finetune.budgets: {exc}") from exc
+        out.append((budget, *take))
+    return out
 
 
 def make_splits(
@@ -172,9 +220,9 @@ def make_splits(
     override = frame["patient_pin"] != ""
     frame.loc[override, "patient_key"] = frame.loc[override, "patient_pin"]
     pins = frame[frame["split_pin"] != ""].groupby("patient_key")["split_pin"].unique()
-    clash = [p for p, s in pins.items() if len(s) > 1]
+    clash = [str(p) for p, s in pins.items() if len(s) > 1]
     if clash:
-        raise SplitError(f"{len(clash)} patient(s) pinned to two splits by the label CSV")
+        raise SplitError(_clash_message(frame, labels, clash))
     pinned = {str(p): str(s[0]) for p, s in pins.items()}
     labelled = frame.merge(labels[["image_id", "label"]], on="image_id")
     status = labelled.groupby("patient_key")["label"].max()
@@ -183,6 +231,19 @@ def make_splits(
     frame["split"] = frame["patient_key"].map(assignment)
     out = frame[["image_id", "patient_key", "split"]].sort_values("image_id")
     return out.reset_index(drop=True)
+
+
+def _clash_message(frame: pd.DataFrame, labels: pd.DataFrame, clash: Sequence[str]) -> str:
+    """Name the label CSV rows that pin one patient's images to different splits."""
+    text = f"{len(clash)} patient(s) pinned to two splits by the label CSV"
+    if "row" not in labels:
+        return text
+    ids = frame.loc[frame["patient_key"].isin(set(clash)) & (frame["split_pin"] != ""), "image_id"]
+    rows = sorted(int(r) for r in labels.loc[labels["image_id"].isin(set(ids)), "row"])
+    listed = ", ".join(str(r) for r in rows[:3]) + (
+        f" (+{len(rows) - 3} more)" if len(rows) > 3 else ""
+    )
+    return f"label CSV row {listed}: {text}"
 
 
 def check_both_classes(splits: pd.DataFrame, labels: pd.DataFrame) -> None:

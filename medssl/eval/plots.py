@@ -1,4 +1,4 @@
-"""Figures people would rather look at than read: label efficiency and ROC."""
+"""Figures people would rather look at than read: the label-efficiency curve."""
 
 from __future__ import annotations
 
@@ -13,30 +13,48 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 ARM_COLOURS = {"ssl": "tab:blue", "scratch": "tab:orange", "pixels": "tab:grey"}
+MODE_STYLES = {"full": "-", "linear": "--", "knn": ":", "logistic": "-."}
 
 
 def label_efficiency_figure(records: Sequence[dict[str, Any]], out: Path) -> None:
-    """AUROC vs number of labels per arm, mean over seeds, with the 95 % CI band.
+    """Test AUROC vs number of labels for every arm and mode, mean over seeds.
+
+    Headline modes are drawn bold with their 95 % CI band (patient bootstrap, mean of the
+    seeds' bounds); the other modes thin, without band.
 
     Args:
-        records: per-run records with ``arm, n_labels, auroc, auroc_ci_low, auroc_ci_high``.
+        records: records with ``arm, mode, headline, n_labels, auroc, auroc_ci_low,
+            auroc_ci_high``.
         out: PNG path.
     """
     frame = pd.DataFrame(list(records))
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
-    for arm, part in frame.groupby("arm", sort=True):
+    if "mode" not in frame:
+        frame["mode"], frame["headline"] = "full", True
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
+    for (arm, mode), part in frame.groupby(["arm", "mode"], sort=True):
         agg = part.groupby("n_labels")[["auroc", "auroc_ci_low", "auroc_ci_high"]].mean()
         colour = ARM_COLOURS.get(str(arm))
-        ax.plot(agg.index, agg["auroc"], marker="o", label=str(arm), color=colour)
-        ax.fill_between(
-            agg.index, agg["auroc_ci_low"], agg["auroc_ci_high"], alpha=0.2, color=colour
+        bold = bool(part["headline"].iloc[0])
+        ax.plot(
+            agg.index,
+            agg["auroc"],
+            marker="o" if bold else ".",
+            ls=MODE_STYLES.get(str(mode), "-"),
+            lw=2.0 if bold else 1.0,
+            color=colour,
+            label=f"{arm} / {mode}" + (" (headline)" if bold else ""),
         )
+        if bold:
+            ax.fill_between(
+                agg.index, agg["auroc_ci_low"], agg["auroc_ci_high"], alpha=0.2, color=colour
+            )
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images")
     ax.set_ylabel("test AUROC (95% CI, patient bootstrap)")
     ax.axhline(0.5, color="k", lw=0.5, ls=":")
-    ax.set_ylim(0.0, 1.0)
-    ax.legend(title="arm")
+    low = float(frame["auroc_ci_low"].min()) if len(frame) else 0.0
+    ax.set_ylim(max(0.0, min(0.5, low) - 0.02), 1.0)
+    ax.legend(fontsize="small", loc="lower right")
     ax.set_title("Label efficiency")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

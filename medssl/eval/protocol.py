@@ -1,38 +1,69 @@
-"""Score fine-tuning runs on the test split: one record per arm x budget x seed.
+"""Score every arm x mode x budget x seed on the test split: the label-efficiency protocol.
 
-Each run's validation scores freeze the operating thresholds; its test scores give the
-metrics (:func:`medssl.eval.metrics.binary_report`), with CIs from a bootstrap that
-resamples patients.
+Each mode's validation scores freeze its operating thresholds; its test scores give the
+metrics (:func:`medssl.eval.metrics.binary_report`) with 95 % CIs from a bootstrap that
+resamples patients. Scores are first collapsed to one per patient (a patient is abnormal if
+any image is), so a patient with many images is one case, not many. Each ``ssl`` mode is
+compared with the ``scratch`` and ``pixels`` headline modes on the same test patients
+(DeLong et al. 1988, or a paired patient bootstrap).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from medssl.eval.metrics import aggregate_by_patient, binary_report, delong_pvalue, roc_points
+from medssl.eval.metrics import (
+    aggregate_by_patient,
+    auroc,
+    binary_report,
+    calibration_curve_points,
+    delong_pvalue,
+    paired_bootstrap_pvalue,
+    pr_points,
+    roc_points,
+)
 
 AGGREGATIONS = ("none", "max", "mean")
+COMPARISONS = ("delong", "bootstrap")
+ARM_ORDER = ("ssl", "scratch", "pixels")
+#: Record keys that every ``results/label_efficiency.json`` record carries.
+RECORD_KEYS = (
+    "arm",
+    "mode",
+    "headline",
+    "budget",
+    "n_labels",
+    "seed",
+    "val_auroc",
+    "auroc",
+    "auroc_ci_low",
+    "auroc_ci_high",
+    "auprc",
+    "auprc_ci_low",
+    "auprc_ci_high",
+)
 
 
 def patient_level(scores: pd.DataFrame, how: str) -> pd.DataFrame:
     """Collapse image scores to one row per patient (``how="none"`` keeps images).
 
     Args:
-        scores: ``patient_key, label, score`` (one split).
+        scores: ``patient_key, label, score`` (one split, one mode).
         how: ``"none"``, ``"max"`` or ``"mean"``.
 
     Returns:
-        ``patient_key, label, score``.
+        ``patient_key, label, score`` sorted by patient key.
     """
     if how not in AGGREGATIONS:
         raise ValueError(f"patient aggregation must be one of {AGGREGATIONS}, got {how!r}")
     if how == "none":
-        return scores[["patient_key", "label", "score"]].reset_index(drop=True)
+        out = scores[["patient_key", "label", "score"]]
+        return out.sort_values("patient_key", kind="stable").reset_index(drop=True)
     patients, y, s = aggregate_by_patient(
         scores["patient_key"].to_numpy(),
         scores["label"].to_numpy(),
@@ -42,63 +73,223 @@ def patient_level(scores: pd.DataFrame, how: str) -> pd.DataFrame:
     return pd.DataFrame({"patient_key": patients, "label": y, "score": s})
 
 
-def score_run(
-    run: Mapping[str, Any], scores: pd.DataFrame, *, how: str, n_boot: int, seed: int
+def split_level(scores: pd.DataFrame, split: str, how: str) -> pd.DataFrame:
+    """:func:`patient_level` of one split (``val`` or ``test``) of one mode's scores."""
+    return patient_level(scores[scores["split"] == split], how)
+
+
+def _finite(value: Any) -> Any:
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def score_mode(
+    scores: pd.DataFrame,
+    *,
+    how: str,
+    n_boot: int,
+    seed: int,
+    specificities: Sequence[float] = (0.90, 0.95),
 ) -> dict[str, Any]:
-    """Metrics of one run.
+    """Test metrics of one mode, thresholds frozen on its validation scores.
 
     Args:
-        run: ``arm, mode, n_labels, seed, budget`` from the run's ``run.json``.
-        scores: ``patient_key, split, label, score`` for val and test images.
+        scores: ``patient_key, split, label, score`` of one mode (val and test images).
         how: patient aggregation.
         n_boot: bootstrap resamples.
         seed: bootstrap seed.
+        specificities: target specificities of the operating points.
 
     Returns:
-        A flat, JSON-ready record (non-finite thresholds become ``None``).
+        ``val_auroc`` plus the flat :func:`binary_report` (non-finite values become None).
     """
-    val = patient_level(scores[scores["split"] == "val"], how)
-    test = patient_level(scores[scores["split"] == "test"], how)
+    val, test = split_level(scores, "val", how), split_level(scores, "test", how)
     report = binary_report(
         test["label"],
         test["score"],
         test["patient_key"],
         val["label"],
         val["score"],
+        specificities=specificities,
         n_boot=n_boot,
         seed=seed,
     )
-    record: dict[str, Any] = {k: run[k] for k in ("arm", "mode", "n_labels", "seed", "budget")}
-    record.update({k: (v if math.isfinite(v) else None) for k, v in report.items()})
-    return record
+    out: dict[str, Any] = {"val_auroc": auroc(val["label"], val["score"])}
+    out.update(report)
+    return {k: _finite(v) for k, v in out.items()}
 
 
-def compare_arms(a: pd.DataFrame, b: pd.DataFrame, how: str) -> float:
-    """DeLong p-value for two runs scored on the same test cases (e.g. ssl vs scratch)."""
-    ta = patient_level(a[a["split"] == "test"], how).sort_values("patient_key", kind="stable")
-    tb = patient_level(b[b["split"] == "test"], how).sort_values("patient_key", kind="stable")
-    if not np.array_equal(ta["label"].to_numpy(), tb["label"].to_numpy()):
-        raise ValueError("runs were not scored on the same test cases")
-    return delong_pvalue(ta["label"], ta["score"], tb["score"])
-
-
-def roc_table(curves: Mapping[str, pd.DataFrame], how: str, grid: int = 101) -> pd.DataFrame:
-    """ROC curves of several arms on one false-positive-rate grid (for DVC plots).
+def compare_modes(
+    a: pd.DataFrame, b: pd.DataFrame, *, how: str, method: str, n_boot: int, seed: int
+) -> float | None:
+    """Two-sided p-value that two modes have equal test AUROC on the same patients.
 
     Args:
-        curves: ``arm -> scores`` (test split used).
-        how: patient aggregation.
-        grid: number of FPR points in [0, 1].
+        a: scores of the first mode (``patient_key, split, label, score``).
+        b: scores of the second mode.
+        how: patient aggregation (``"none"`` keeps images; use ``"bootstrap"`` then).
+        method: ``"delong"`` (DeLong et al. 1988) or ``"bootstrap"`` (paired, by patient).
+        n_boot: resamples of the bootstrap test.
+        seed: bootstrap seed.
 
     Returns:
-        ``fpr`` plus one TPR column per arm.
+        The p-value, or None where it is undefined (degenerate variance).
     """
-    fpr = np.linspace(0.0, 1.0, grid)
-    table = {"fpr": fpr}
-    for arm, scores in curves.items():
-        test = patient_level(scores[scores["split"] == "test"], how)
-        pts = roc_points(test["label"], test["score"], max_points=10_000)
-        x = np.array([p["fpr"] for p in pts])
-        y = np.array([p["tpr"] for p in pts])
-        table[arm] = np.interp(fpr, x, y)
-    return pd.DataFrame(table).round(4)
+    if method not in COMPARISONS:
+        raise ValueError(f"evaluate.compare must be one of {COMPARISONS}, got {method!r}")
+    ta, tb = split_level(a, "test", how), split_level(b, "test", how)
+    if not (
+        np.array_equal(ta["patient_key"].to_numpy(), tb["patient_key"].to_numpy())
+        and np.array_equal(ta["label"].to_numpy(), tb["label"].to_numpy())
+    ):
+        raise ValueError("the two modes were not scored on the same test cases")
+    if method == "delong":
+        p = delong_pvalue(ta["label"], ta["score"], tb["score"])
+    else:
+        p = paired_bootstrap_pvalue(
+            ta["label"], ta["score"], tb["score"], ta["patient_key"], n_boot=n_boot, seed=seed
+        )
+    return p if math.isfinite(p) else None
+
+
+RunScores = tuple[Mapping[str, Any], pd.DataFrame]
+
+
+def evaluate_runs(
+    runs: Sequence[RunScores],
+    headline: Mapping[str, str],
+    *,
+    how: str,
+    n_boot: int,
+    seed: int,
+    method: str = "delong",
+) -> list[dict[str, Any]]:
+    """One record per arm x mode x budget x seed, with comparisons to the baselines.
+
+    Args:
+        runs: ``(run.json, scores.csv)`` pairs; scores hold a ``mode`` column.
+        headline: arm -> the mode it is reported by (chosen on validation beforehand).
+        how: patient aggregation.
+        n_boot: bootstrap resamples.
+        seed: bootstrap seed.
+        method: comparison test, see :func:`compare_modes`.
+
+    Returns:
+        Records sorted by budget size, arm, mode and seed; ``p_vs_scratch`` /
+        ``p_vs_pixels`` compare each mode with that baseline's headline mode on the same
+        budget and seed (None where not applicable).
+    """
+    by_key: dict[tuple[str, str, int, str], pd.DataFrame] = {}
+    records = []
+    for run, scores in runs:
+        arm, budget, rseed = str(run["arm"]), str(run["budget"]), int(run["seed"])
+        if arm not in headline:
+            raise ValueError(f"finetune.headline names no mode for arm {arm!r}")
+        modes = sorted(set(scores["mode"]))
+        if headline[arm] not in modes:
+            raise ValueError(f"finetune.headline.{arm}={headline[arm]!r} was not run: {modes}")
+        for mode in modes:
+            part = scores[scores["mode"] == mode]
+            by_key[(arm, budget, rseed, mode)] = part
+            rec: dict[str, Any] = {
+                "arm": arm,
+                "mode": mode,
+                "headline": mode == headline[arm],
+                "budget": run["budget"],
+                "n_labels": int(run["n_labels"]),
+                "n_abnormal": int(run.get("n_abnormal", -1)),
+                "seed": rseed,
+            }
+            rec.update(score_mode(part, how=how, n_boot=n_boot, seed=seed))
+            records.append(rec)
+    for rec in records:
+        key = (rec["arm"], str(rec["budget"]), rec["seed"], rec["mode"])
+        for base in ("scratch", "pixels"):
+            other = by_key.get((base, key[1], key[2], headline.get(base, "")))
+            p = None
+            if rec["arm"] != base and other is not None:
+                p = compare_modes(
+                    by_key[key], other, how=how, method=method, n_boot=n_boot, seed=seed
+                )
+            rec[f"p_vs_{base}"] = p
+        rec["compare"] = method
+    order = {a: i for i, a in enumerate(ARM_ORDER)}
+    return sorted(
+        records,
+        key=lambda r: (r["n_labels"], order.get(r["arm"], 9), r["arm"], r["mode"], r["seed"]),
+    )
+
+
+def headline_curves(scores: pd.DataFrame, how: str) -> dict[str, list[dict[str, float]]]:
+    """ROC, PR and reliability points of one mode on the test split (for DVC plots).
+
+    Args:
+        scores: one mode's ``patient_key, split, label, score``.
+        how: patient aggregation.
+
+    Returns:
+        ``{"roc": [{fpr, tpr, threshold}], "pr": [{recall, precision}],
+        "calibration": [{prob_pred, prob_true, count}]}``.
+    """
+    test = split_level(scores, "test", how)
+    y, s = test["label"], test["score"]
+    return {
+        "roc": roc_points(y, s),
+        "pr": pr_points(y, s),
+        "calibration": calibration_curve_points(y, s),
+    }
+
+
+def label_efficiency_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Headline AUROC and CI per arm vs number of labels, mean over seeds.
+
+    Returns:
+        ``n_labels`` plus ``{arm}``, ``{arm}_ci_low``, ``{arm}_ci_high`` per arm.
+    """
+    frame = pd.DataFrame([r for r in records if r["headline"]])
+    cols = ["auroc", "auroc_ci_low", "auroc_ci_high"]
+    mean = frame.groupby(["n_labels", "arm"])[cols].mean().unstack("arm")
+    table = pd.DataFrame(index=mean.index)
+    arms = [a for a in ARM_ORDER if a in set(frame["arm"])]
+    arms += sorted(set(frame["arm"]) - set(arms))
+    for arm in arms:
+        table[arm] = mean[("auroc", arm)]
+        table[f"{arm}_ci_low"] = mean[("auroc_ci_low", arm)]
+        table[f"{arm}_ci_high"] = mean[("auroc_ci_high", arm)]
+    return table.round(4).reset_index()
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The records as a Markdown table (headline modes in bold).
+
+    Columns: labels, arm, mode, seed, validation AUROC, test AUROC [95 % CI], AUPRC [CI],
+    sensitivity at 90 % and 95 % specificity (thresholds frozen on validation), ECE, Brier,
+    p-values vs ``scratch`` and ``pixels``.
+    """
+    head = (
+        "| labels | arm | mode | seed | val AUROC | test AUROC [95% CI] | AUPRC [95% CI] "
+        "| sens@90%spec | sens@95%spec | ECE | Brier | p vs scratch | p vs pixels |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    for r in records:
+        mode = f"**{r['mode']}**" if r["headline"] else str(r["mode"])
+        lines.append(
+            f"| {r['n_labels']} | {r['arm']} | {mode} | {r['seed']} | {_fmt(r['val_auroc'])} "
+            f"| {_fmt(r['auroc'])} [{_fmt(r['auroc_ci_low'])}, {_fmt(r['auroc_ci_high'])}] "
+            f"| {_fmt(r['auprc'])} [{_fmt(r['auprc_ci_low'])}, {_fmt(r['auprc_ci_high'])}] "
+            f"| {_fmt(r.get('sens_at_spec90'))} | {_fmt(r.get('sens_at_spec95'))} "
+            f"| {_fmt(r.get('ece'))} | {_fmt(r.get('brier'))} "
+            f"| {_p(r.get('p_vs_scratch'))} | {_p(r.get('p_vs_pixels'))} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,20 +1,33 @@
 """Few-label supervised fine-tuning of an encoder with a linear head.
 
-Modes: ``full`` (encoder and head trained; encoder at a lower learning rate, as in
-SimCLR's fine-tuning protocol) and ``linear`` (frozen encoder, linear probe).
+``full`` fine-tuning trains encoder and head together, the encoder at a lower learning rate
+when it is pretrained (SimCLR's fine-tuning protocol, Chen et al. 2020, appendix B.6), for a
+fixed number of steps with early stopping on validation AUROC (the best checkpoint is kept).
+Frozen-feature modes (linear probe, kNN) use :func:`embed` and live in
+:mod:`medssl.train.probe` and :mod:`medssl.eval.anomaly`.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from monai.transforms import Compose
 from monai.utils import set_determinism
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from medssl.models.encoders import build_encoder
 
-MODES = ("full", "linear")
+#: Arm -> the modes it can run. ``ssl``: pretrained encoder; ``scratch``: same network,
+#: random init; ``pixels``: downsampled raw pixels (no network).
+ARM_MODES: dict[str, tuple[str, ...]] = {
+    "ssl": ("linear", "full", "knn"),
+    "scratch": ("full", "linear", "knn"),
+    "pixels": ("logistic", "knn"),
+}
 
 
 class Classifier(nn.Module):
@@ -30,87 +43,188 @@ class Classifier(nn.Module):
 
 
 def build_classifier(
-    encoder_name: str, spatial_dims: int, small_input: bool, init: dict[str, torch.Tensor] | None
+    encoder_name: str,
+    spatial_dims: int,
+    small_input: bool,
+    init: dict[str, torch.Tensor] | None,
+    seed: int = 0,
 ) -> Classifier:
-    """A classifier with random or pretrained encoder weights."""
-    encoder, dim = build_encoder(encoder_name, spatial_dims, 1, small_input)
+    """A classifier with pretrained (``init``) or seeded random encoder weights.
+
+    Args:
+        encoder_name: key of :data:`medssl.models.encoders.ENCODERS`.
+        spatial_dims: 2 or 3.
+        small_input: small-image stem.
+        init: encoder ``state_dict`` from pretraining, or ``None`` for random init.
+        seed: seed of the random initialisation (global RNG state is restored).
+
+    Returns:
+        The classifier (head always randomly initialised).
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder, dim = build_encoder(encoder_name, spatial_dims, 1, small_input)
+        model = Classifier(encoder, dim)
     if init is not None:
-        encoder.load_state_dict(init)
-    return Classifier(encoder, dim)
+        model.encoder.load_state_dict(init)
+    return model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of full fine-tuning (``finetune`` section of params.yaml).
+
+    Attributes:
+        steps: maximum optimiser steps (batches are drawn from seeded permutations).
+        batch_size: images per step (capped at the number of labels).
+        lr: head learning rate (AdamW).
+        encoder_lr_scale: encoder learning rate = ``lr * encoder_lr_scale``.
+        weight_decay: AdamW weight decay.
+        eval_every: steps between validation AUROC checks.
+        patience: checks without improvement before stopping (0: never stop early).
+    """
+
+    steps: int
+    batch_size: int
+    lr: float
+    encoder_lr_scale: float
+    weight_decay: float
+    eval_every: int
+    patience: int
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"finetune.{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise ValueError(f"finetune.patience must be >= 0, got {self.patience}")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_classifier`.
+
+    Attributes:
+        model: the best checkpoint by validation AUROC, in eval mode.
+        best_step: step of that checkpoint.
+        val_auroc: its validation AUROC (image level).
+        history: ``(step, val_auroc)`` at every check.
+    """
+
+    model: Classifier
+    best_step: int
+    val_auroc: float
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _batches(n: int, bs: int, steps: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """``steps`` index batches of size ``bs`` from consecutive seeded permutations of ``n``."""
+    per_epoch = n // bs
+    out: list[torch.Tensor] = []
+    while len(out) < steps:
+        order = torch.randperm(n, generator=gen)
+        out.extend(order[i * bs : (i + 1) * bs] for i in range(per_epoch))
+    return out[:steps]
+
+
+def _val_auroc(model: Classifier, images: torch.Tensor, labels: np.ndarray) -> float:
+    return float(roc_auc_score(labels, predict(model, images)))
 
 
 def train_classifier(
     model: Classifier,
     images: torch.Tensor,
     labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: np.ndarray,
+    config: TrainConfig,
     *,
-    mode: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    encoder_lr_scale: float,
-    weight_decay: float,
     seed: int,
     augment: Compose | None = None,
-) -> Classifier:
-    """Train on a few labels with binary cross-entropy.
+) -> TrainResult:
+    """Fine-tune encoder and head with binary cross-entropy; keep the best validation step.
 
     Args:
         model: from :func:`build_classifier`.
-        images: ``(N, 1, *spatial)``.
+        images: ``(N, 1, *spatial)`` labelled training images, N >= 2.
         labels: ``(N,)`` in {0, 1}.
-        mode: ``"full"`` or ``"linear"``.
-        epochs: passes over the labelled set.
-        batch_size: images per step (capped at N).
-        lr: head learning rate (AdamW).
-        encoder_lr_scale: encoder learning rate = ``lr * encoder_lr_scale`` in full mode.
-        weight_decay: AdamW weight decay.
+        val_images: ``(M, 1, *spatial)`` validation images.
+        val_labels: ``(M,)`` in {0, 1}, both classes present.
+        config: optimisation settings.
         seed: seed for batch order and augmentation.
         augment: optional random transform on one ``(1, *spatial)`` image.
 
     Returns:
-        The trained model (in eval mode).
+        The best checkpoint (by validation AUROC; earliest on ties) and its history.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if images.shape[0] < 2:
+        raise ValueError(f"fine-tuning needs at least 2 labelled images, got {images.shape[0]}")
     set_determinism(seed=seed)
     if augment is not None:
         augment.set_random_state(seed=seed)
-    frozen = mode == "linear"
-    for p in model.encoder.parameters():
-        p.requires_grad = not frozen
-    groups = [{"params": model.head.parameters(), "lr": lr}]
-    if not frozen:
-        groups.append({"params": model.encoder.parameters(), "lr": lr * encoder_lr_scale})
-    opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
-    n = images.shape[0]
-    bs = min(batch_size, n)
+    for p in model.parameters():
+        p.requires_grad = True
+    opt = torch.optim.AdamW(
+        [
+            {"params": model.head.parameters(), "lr": config.lr},
+            {"params": model.encoder.parameters(), "lr": config.lr * config.encoder_lr_scale},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    criterion = nn.BCEWithLogitsLoss()
     gen = torch.Generator().manual_seed(seed)
-    pos = labels.float().mean().clamp(0.05, 0.95)
-    criterion = nn.BCEWithLogitsLoss(pos_weight=(1 - pos) / pos)
-    for _ in range(epochs):
+    bs = min(config.batch_size, images.shape[0])
+    best = TrainResult(copy.deepcopy(model), 0, _val_auroc(model, val_images, val_labels))
+    best.history.append((0, best.val_auroc))
+    stale = 0
+    for step, idx in enumerate(_batches(images.shape[0], bs, config.steps, gen), start=1):
         model.train()
-        if frozen:
-            model.encoder.eval()  # keep BatchNorm statistics of the pretrained encoder
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n - bs + 1, bs):
-            idx = order[start : start + bs]
-            x = images[idx]
-            if augment is not None:
-                x = torch.stack([torch.as_tensor(augment(i)) for i in x]).float()
-            loss = criterion(model(x), labels[idx].float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        x = images[idx]
+        if augment is not None:
+            x = torch.stack([torch.as_tensor(augment(i)).as_subclass(torch.Tensor) for i in x])
+            x = x.float()
+        loss = criterion(model(x), labels[idx].float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % config.eval_every and step != config.steps:
+            continue
+        score = _val_auroc(model, val_images, val_labels)
+        best.history.append((step, score))
+        if score > best.val_auroc:
+            best.model, best.best_step, best.val_auroc, stale = copy.deepcopy(model), step, score, 0
+        else:
+            stale += 1
+            if config.patience and stale >= config.patience:
+                break
     set_determinism(seed=None)
-    return model.eval()
+    best.model.eval()
+    return best
 
 
 @torch.no_grad()
-def predict(model: Classifier, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+def predict(model: Classifier, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Probabilities of the abnormal class, ``(N,)`` float64 in [0, 1]."""
     model.eval()
     out = [
-        torch.sigmoid(model(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
+        torch.sigmoid(model(images[i : i + batch_size].float()).double())
+        for i in range(0, len(images), batch_size)
     ]
-    return torch.cat(out).double().numpy() if out else np.zeros(0)
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Frozen features (encoder in eval mode: BatchNorm running statistics).
+
+    Args:
+        encoder: maps ``(B, 1, *spatial)`` to ``(B, D)``.
+        images: ``(N, 1, *spatial)``.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N, D)`` float64.
+    """
+    encoder.eval()
+    out = [encoder(images[i : i + batch_size].float()) for i in range(0, len(images), batch_size)]
+    return torch.cat(out).double().numpy() if out else np.zeros((0, 0))

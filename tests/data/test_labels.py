@@ -112,3 +112,56 @@ def test_sop_key_and_custom_values(tmp_path: Path) -> None:
 def test_read_manifest_reports_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="manifest not found"):
         read_manifest(tmp_path / "manifest.csv")
+
+
+def test_empty_key_and_path_normalisation(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, ["a/1.dcm", "a/2.dcm"])
+    out = join_labels(
+        _csv(tmp_path, "path,label\n./a/1.dcm,1\na\\2.dcm,0\n"), manifest, set(), PSEUDO
+    )
+    assert out["label"].tolist() == [1, 0]
+    assert out["row"].tolist() == [2, 3]
+    with pytest.raises(LabelError, match=r"row 3: 'path' is empty"):
+        join_labels(_csv(tmp_path, "path,label\na/1.dcm,1\n ,0\n"), manifest, set(), PSEUDO)
+
+
+def test_missing_label_value_names_the_row(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, ["a/1.dcm", "a/2.dcm"])
+    with pytest.raises(LabelError, match=r"row 3: label 'label' missing"):
+        join_labels(_csv(tmp_path, "path,label\na/1.dcm,1\na/2.dcm,\n"), manifest, set(), PSEUDO)
+
+
+def test_overlapping_positive_and_negative_values(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, ["a/1.dcm"])
+    with pytest.raises(LabelError, match="disjoint"):
+        join_labels(
+            _csv(tmp_path, "path,label\na/1.dcm,1\n"),
+            manifest,
+            set(),
+            PSEUDO,
+            positive=["1"],
+            negative=["1", "0"],
+        )
+
+
+def test_study_key_labels_every_image_of_the_study(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, ["a/1.dcm", "a/2.dcm", "b/3.dcm", "b/4.dcm"])
+    manifest["study_key"] = [PSEUDO.key("study", u) for u in ["1.9.1", "1.9.1", "1.9.2", "1.9.2"]]
+    text = "study_instance_uid,label\n1.9.1,1\n1.9.2,0\n"
+    out = join_labels(_csv(tmp_path, text), manifest, set(), PSEUDO, key="study_instance_uid")
+    assert out.set_index("image_id")["label"].to_dict() == {
+        "image-0000": 1,
+        "image-0001": 1,
+        "image-0002": 0,
+        "image-0003": 0,
+    }
+    conflict = "study_instance_uid,label\n1.9.1,1\n1.9.1,0\n"
+    with pytest.raises(LabelError, match="row 2, 3: duplicate key with conflicting labels"):
+        join_labels(_csv(tmp_path, conflict), manifest, set(), PSEUDO, key="study_instance_uid")
+
+
+def test_duplicates_skipped_at_ingest_are_dropped(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, ["a/1.png"])
+    unusable = {PSEUDO.key("path", "a/copy_of_1.png")}
+    text = "path,label\na/1.png,1\na/copy_of_1.png,1\n"
+    assert len(join_labels(_csv(tmp_path, text), manifest, unusable, PSEUDO)) == 1

@@ -72,7 +72,7 @@ def test_budget_errors() -> None:
     labels = _train_labels(3, 10)
     with pytest.raises(SplitError, match="exceeds"):
         select_budget(labels, 50, seed=0)
-    with pytest.raises(SplitError, match="both classes"):
+    with pytest.raises(SplitError, match="no abnormal labelled images"):
         select_budget(_train_labels(0, 10), 4, seed=0)
 
 
@@ -91,3 +91,34 @@ def test_check_both_classes_names_the_split() -> None:
     labels = pd.DataFrame({"image_id": ["a", "b", "c"], "label": [1, 0, 1]})
     with pytest.raises(SplitError, match="the train split has no normal"):
         check_both_classes(splits, labels)
+
+
+def test_budget_counts_and_checks_name_the_budget() -> None:
+    from medssl.data.splits import budget_counts, check_budgets
+
+    assert budget_counts(8, 30, 10) == (6, 2)
+    assert budget_counts(0.1, 3, 97) == (1, 9)  # at least one abnormal
+    assert budget_counts("all", 3, 7) == (3, 7)
+    labels = _train_labels(3, 10)
+    assert check_budgets(labels, [4, "all"]) == [(4, 1, 3), ("all", 3, 10)]
+    with pytest.raises(SplitError, match=r"finetune.budgets: budget 50 exceeds the 13"):
+        check_budgets(labels, [4, 50])
+    with pytest.raises(SplitError, match=r"finetune.budgets: budget 4: .* no abnormal"):
+        check_budgets(_train_labels(0, 10), [4])
+    with pytest.raises(SplitError, match="budget must be >= 2"):
+        check_budgets(labels, [1])
+
+
+def test_pin_clash_names_label_rows() -> None:
+    manifest = pd.DataFrame({"image_id": ["i0", "i1", "i2"], "patient_key": ["p", "p", "q"]})
+    labels = pd.DataFrame(
+        {
+            "image_id": ["i0", "i1", "i2"],
+            "label": [1, 0, 0],
+            "split_pin": ["train", "test", ""],
+            "patient_pin": ["", "", ""],
+            "row": [2, 3, 4],
+        }
+    )
+    with pytest.raises(SplitError, match=r"label CSV row 2, 3: 1 patient\(s\) pinned to two"):
+        make_splits(manifest, labels, FRACTIONS, seed=0)

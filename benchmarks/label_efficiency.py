@@ -1,0 +1,232 @@
+"""Label-efficiency benchmark on a real, labelled image folder, through the DVC pipeline.
+
+The folder holds ``labels.csv`` (columns ``path``, ``label`` in {0, 1}, ``split`` in
+{train, val, test}, optional ``patient_id``) and the images it names (DICOM or PNG, paths
+relative to the folder). The script builds a scratch git + DVC workspace holding this
+repository's pipeline, merges a preset of ``benchmarks/label_efficiency.yaml`` into
+``params.yaml``, points ``data.sources`` and ``labels.path`` at the folder and runs every
+stage (``dvc repro``), timing each. It writes:
+
+* ``OUT`` (JSON): the records of ``results/label_efficiency.json`` (one per arm x mode x
+  budget x seed: ``arm, mode, headline, n_labels, seed``, metrics with 95 % CIs);
+* ``OUT`` with suffix ``.md``: the Markdown table;
+* ``OUT`` with suffix ``.run.json``: params used, stage timings, command and versions.
+
+Example (PneumoniaMNIST, see ``benchmarks/pneumoniamnist_to_folder.py``):
+
+    python benchmarks/pneumoniamnist_to_folder.py --out /tmp/pmnist
+    python benchmarks/label_efficiency.py --data /tmp/pmnist --out /tmp/pmnist_le.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = Path(__file__).with_suffix(".yaml")
+COPIED = ("dvc.yaml", ".dvcignore", ".gitignore")
+QUICK_ROWS = {"train": 400, "val": 150, "test": 200}
+
+
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge, anything else in ``over`` replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_labels(data: Path) -> pd.DataFrame:
+    """``labels.csv`` of the folder, checked for the benchmark's columns."""
+    table = pd.read_csv(data / "labels.csv", dtype=str, keep_default_na=False)
+    missing = {"path", "label", "split"} - set(table.columns)
+    if missing:
+        raise SystemExit(f"error: {data / 'labels.csv'} lacks column(s) {sorted(missing)}")
+    return table
+
+
+def quick_subset(data: Path, dest: Path, seed: int = 0) -> Path:
+    """Copy a stratified subset (:data:`QUICK_ROWS` per split) of the folder into ``dest``."""
+    table = read_labels(data)
+    parts = []
+    for split, n in QUICK_ROWS.items():
+        part = table[table["split"] == split]
+        frac = min(1.0, n / max(1, len(part)))
+        parts.append(part.groupby("label").sample(frac=frac, random_state=seed))
+    subset = pd.concat(parts).sort_values("path")
+    for rel in subset["path"]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(data / rel, dest / rel)
+    subset.to_csv(dest / "labels.csv", index=False, lineterminator="\n")
+    return dest
+
+
+def make_workspace(ws: Path, data: Path, preset: Mapping[str, Any]) -> dict[str, Any]:
+    """A git + DVC repository with this pipeline and params pointing at ``data``."""
+    ws.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        shutil.copy(REPO / name, ws / name)
+    for folder in ("pipelines", "medssl"):
+        shutil.copytree(REPO / folder, ws / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), preset)
+    params = merge(
+        params,
+        {
+            "data": {"sources": [str(data)], "demo_mode": True},  # public data: demo secret
+            "labels": {"path": str(data / "labels.csv"), "key": "path", "column": "label"},
+        },
+    )
+    params["labels"]["positive"], params["labels"]["negative"] = ["1"], ["0"]
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (
+        ["git", "init", "-q"],
+        [
+            "git",
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "benchmark workspace",
+        ],  # fmt: skip
+        ["dvc", "init", "-q"],
+    ):
+        subprocess.run(cmd, cwd=ws, check=True, env=_env())
+    return params
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MEDSSL_DEID_SECRET", None)
+    return env
+
+
+def set_threads(n: int | None) -> None:
+    """Pin torch/OpenMP threads of every stage (1 avoids spin-wait stalls on a busy machine)."""
+    if n is not None:
+        if n < 1:
+            raise SystemExit(f"error: --threads must be >= 1, got {n}")
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def run_stages(ws: Path, log: Path) -> dict[str, float]:
+    """Run every stage in order (``dvc repro -s``), returning wall seconds per stage."""
+    listing = subprocess.run(
+        ["dvc", "stage", "list", "--name-only"],
+        cwd=ws, env=_env(), check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    timings: dict[str, float] = {}
+    with log.open("a") as out:
+        for stage in listing.stdout.split():
+            start = time.perf_counter()
+            proc = subprocess.run(
+                ["dvc", "repro", "-s", stage], cwd=ws, env=_env(), stdout=out, stderr=out
+            )
+            timings[stage] = round(time.perf_counter() - start, 1)
+            print(f"{stage}: {timings[stage]:.1f} s", flush=True)
+            if proc.returncode != 0:
+                out.flush()
+                tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+                raise SystemExit(f"{tail}\nerror: stage {stage} failed (log above)")
+        check = subprocess.run(["dvc", "repro"], cwd=ws, env=_env(), capture_output=True, text=True)
+        out.write(check.stdout + check.stderr)
+    if check.returncode != 0 or "Running stage" in check.stdout:
+        raise SystemExit(f"{check.stdout[-3000:]}\nerror: the pipeline was not up to date")
+    return timings
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape the numbers."""
+    import monai
+    import numpy
+    import sklearn
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "threads": str(torch.get_num_threads()),
+        "machine": platform.machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with labels.csv")
+    parser.add_argument("--out", type=Path, required=True, help="JSON table to write")
+    parser.add_argument("--quick", action="store_true", help="smoke run on a small subset")
+    parser.add_argument("--presets", type=Path, default=PRESETS)
+    parser.add_argument("--workdir", type=Path, help="keep the workspace here (default: temp)")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every stage")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    data = args.data.resolve()
+    read_labels(data)
+    preset = yaml.safe_load(args.presets.read_text())["quick" if args.quick else "full"]
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="medssl-bench-")
+        ws = Path(tmp.name) / "ws"
+    else:
+        ws = args.workdir.resolve()
+        if ws.exists():
+            raise SystemExit(f"error: --workdir {ws} exists; give a new folder")
+    try:
+        if args.quick:
+            data = quick_subset(data, ws.parent / f"{ws.name}-data")
+        params = make_workspace(ws, data, preset)
+        start = time.perf_counter()
+        timings = run_stages(ws, ws.parent / f"{ws.name}-repro.log")
+        total = round(time.perf_counter() - start, 1)
+        records = json.loads((ws / "results" / "label_efficiency.json").read_text())
+        table = (ws / "results" / "label_efficiency.md").read_text()
+        ingest = json.loads((ws / "results" / "ingest.json").read_text())
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=2) + "\n")
+    command = " ".join(["python", *sys.argv])
+    header = f"<!-- {command}; {total:.0f} s wall on {os.cpu_count()} CPU cores -->\n"
+    args.out.with_suffix(".md").write_text(header + table)
+    meta = {
+        "command": command,
+        "preset": "quick" if args.quick else "full",
+        "data": str(args.data),
+        "wall_s": total,
+        "stage_s": timings,
+        "ingest": ingest,
+        "params": params,
+        "versions": versions(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    args.out.with_suffix(".run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(table)
+    print(f"total {total:.0f} s; wrote {args.out} and its .md / .run.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Run every mode of one arm on one label budget and score validation and test images.
+
+Arms and modes (:data:`medssl.train.finetune.ARM_MODES`):
+
+* ``ssl`` / ``scratch`` (pretrained / random encoder): ``linear`` (logistic probe on frozen
+  features), ``full`` (fine-tuning, early-stopped on validation AUROC), ``knn`` (normal-only
+  memory bank, no abnormal label used for ranking);
+* ``pixels``: ``logistic`` and ``knn`` on downsampled raw pixels.
+
+Every mode returns abnormal-class probabilities for the scored images (kNN distances are
+Platt-scaled on validation) plus its raw score, so evaluation can report every mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import Compose
+from sklearn.metrics import roc_auc_score
+
+from medssl.eval.anomaly import build_memory_bank, knn_scores, platt_fit
+from medssl.train.finetune import (
+    ARM_MODES,
+    TrainConfig,
+    build_classifier,
+    embed,
+    predict,
+    train_classifier,
+)
+from medssl.train.pixels import pixel_features
+from medssl.train.probe import fit_probe
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """Everything a mode needs besides the data (``finetune`` section of params.yaml).
+
+    Attributes:
+        encoder: encoder name (:data:`medssl.models.encoders.ENCODERS`).
+        spatial_dims: 2 or 3.
+        small_input: small-image stem.
+        train: full fine-tuning settings.
+        probe_c: candidate inverse regularisation strengths of logistic probes.
+        knn_k: neighbours averaged by the kNN score.
+        knn_bank: memory-bank coreset cap (0: no cap).
+        pixel_size: edge length of the ``pixels`` arm's downsampled images.
+    """
+
+    encoder: str
+    spatial_dims: int
+    small_input: bool
+    train: TrainConfig
+    probe_c: tuple[float, ...]
+    knn_k: int
+    knn_bank: int
+    pixel_size: int
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Images and labels of the budget's training set and of the scored (val + test) set.
+
+    Attributes:
+        x_train: ``(N, 1, *spatial)`` labelled training images of the budget.
+        y_train: ``(N,)`` labels.
+        x_scored: ``(M, 1, *spatial)`` validation and test images.
+        y_scored: ``(M,)`` labels.
+        is_val: ``(M,)`` True for validation images.
+    """
+
+    x_train: torch.Tensor
+    y_train: np.ndarray
+    x_scored: torch.Tensor
+    y_scored: np.ndarray
+    is_val: np.ndarray
+
+
+@dataclass
+class ModeOutput:
+    """Scores of one mode on the scored images.
+
+    Attributes:
+        prob: ``(M,)`` abnormal-class probabilities.
+        raw: ``(M,)`` raw scores (probabilities, or kNN distances before Platt scaling).
+        info: JSON-ready facts (chosen ``C``, best step, validation AUROC, bank size, ...).
+        state: weights worth keeping (fine-tuned classifier ``state_dict``), if any.
+    """
+
+    prob: np.ndarray
+    raw: np.ndarray
+    info: dict[str, Any]
+    state: dict[str, torch.Tensor] | None = None
+
+
+def check_modes(arm: str, modes: Sequence[str]) -> None:
+    """Raise ValueError unless ``modes`` is a non-empty, duplicate-free subset of the arm's."""
+    if arm not in ARM_MODES:
+        raise ValueError(f"finetune.arms: unknown arm {arm!r}; choose from {sorted(ARM_MODES)}")
+    bad = [m for m in modes if m not in ARM_MODES[arm]]
+    if not modes or bad or len(set(modes)) != len(modes):
+        raise ValueError(
+            f"finetune.modes.{arm} must list distinct modes of {list(ARM_MODES[arm])}, "
+            f"got {list(modes)}"
+        )
+
+
+def _probe_mode(
+    f_train: np.ndarray, f_scored: np.ndarray, data: Labelled, cfg: ArmConfig
+) -> ModeOutput:
+    probe = fit_probe(
+        f_train, data.y_train, f_scored[data.is_val], data.y_scored[data.is_val], cfg.probe_c
+    )
+    prob = probe.predict(f_scored)
+    return ModeOutput(
+        prob, prob, {"c": probe.c, "val_auroc": probe.val_auroc, "probe": probe.to_json()}
+    )
+
+
+def _knn_mode(
+    f_train: np.ndarray, f_scored: np.ndarray, data: Labelled, cfg: ArmConfig, seed: int
+) -> ModeOutput:
+    bank = build_memory_bank(f_train, data.y_train, cfg.knn_bank, seed)
+    raw = knn_scores(bank, f_scored, cfg.knn_k)
+    y_val = data.y_scored[data.is_val]
+    platt = platt_fit(raw[data.is_val], y_val)
+    info = {
+        "val_auroc": float(roc_auc_score(y_val, raw[data.is_val])),
+        "bank_size": len(bank),
+        "k": min(cfg.knn_k, len(bank)),
+        "platt": vars(platt),
+    }
+    return ModeOutput(platt.apply(raw), raw, info)
+
+
+def _full_mode(
+    init: dict[str, torch.Tensor] | None,
+    data: Labelled,
+    cfg: ArmConfig,
+    seed: int,
+    augment: Compose | None,
+) -> ModeOutput:
+    model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
+    train = cfg.train
+    if init is None:  # random init: the encoder learns at the full rate
+        train = TrainConfig(**{**vars(train), "encoder_lr_scale": 1.0})
+    result = train_classifier(
+        model,
+        data.x_train,
+        torch.tensor(data.y_train),
+        data.x_scored[torch.from_numpy(np.asarray(data.is_val, dtype=bool).copy())],
+        data.y_scored[data.is_val],
+        train,
+        seed=seed,
+        augment=augment,
+    )
+    prob = predict(result.model, data.x_scored)
+    info = {
+        "best_step": result.best_step,
+        "val_auroc": result.val_auroc,
+        "encoder_lr_scale": train.encoder_lr_scale,
+        "history": result.history,
+    }
+    return ModeOutput(prob, prob, info, result.model.state_dict())
+
+
+def run_arm(
+    arm: str,
+    modes: Sequence[str],
+    data: Labelled,
+    cfg: ArmConfig,
+    *,
+    seed: int,
+    init: dict[str, torch.Tensor] | None = None,
+    augment: Compose | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, ModeOutput]:
+    """Run the requested modes of one arm.
+
+    Args:
+        arm: ``ssl``, ``scratch`` or ``pixels``.
+        modes: subset of ``ARM_MODES[arm]``.
+        data: training budget and scored images.
+        cfg: settings.
+        seed: seed of initialisation, batches, augmentation and coresets.
+        init: pretrained encoder ``state_dict`` (``ssl`` arm only).
+        augment: random view transform for full fine-tuning.
+        log: progress printer.
+
+    Returns:
+        ``mode -> ModeOutput``.
+    """
+    check_modes(arm, modes)
+    if (arm == "ssl") != (init is not None):
+        raise ValueError("the ssl arm needs the pretrained encoder; other arms must not get it")
+    feats: tuple[np.ndarray, np.ndarray] | None = None
+    if arm == "pixels":
+        feats = (
+            pixel_features(data.x_train, cfg.pixel_size),
+            pixel_features(data.x_scored, cfg.pixel_size),
+        )
+    elif set(modes) & {"linear", "knn"}:
+        encoder = build_classifier(
+            cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
+        ).encoder
+        feats = (embed(encoder, data.x_train), embed(encoder, data.x_scored))
+    out: dict[str, ModeOutput] = {}
+    for mode in modes:
+        if mode == "full":
+            out[mode] = _full_mode(init, data, cfg, seed, augment)
+        elif mode in ("linear", "logistic"):
+            assert feats is not None
+            out[mode] = _probe_mode(*feats, data, cfg)
+        else:
+            assert feats is not None
+            out[mode] = _knn_mode(*feats, data, cfg, seed)
+        val = out[mode].info.get("val_auroc")
+        log(f"{arm}/{mode}: " + (f"validation AUROC {val:.3f}" if val is not None else "done"))
+    return out

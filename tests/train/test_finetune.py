@@ -1,0 +1,140 @@
+"""Full fine-tuning: seeded init, best-checkpoint early stopping, frozen-feature helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from medssl.train.finetune import (
+    TrainConfig,
+    TrainResult,
+    _batches,
+    build_classifier,
+    embed,
+    predict,
+    train_classifier,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def blobs(n: int, seed: int, size: int = 16) -> tuple[torch.Tensor, np.ndarray]:
+    """``(n, 1, size, size)`` noise images; abnormal ones (label 1) carry a bright square."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.normal(0.3, 0.05, size=(n, 1, size, size))
+    x[y == 1, :, 4:10, 4:10] += 0.6
+    return torch.tensor(x, dtype=torch.float32), y
+
+
+def config(**kw: float) -> TrainConfig:
+    base = dict(
+        steps=12,
+        batch_size=8,
+        lr=3e-3,
+        encoder_lr_scale=1.0,
+        weight_decay=0.0,
+        eval_every=4,
+        patience=0,
+    )
+    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_build_classifier_is_seeded_and_loads_init() -> None:
+    a = build_classifier("resnet18", 2, False, None, seed=1).state_dict()
+    b = build_classifier("resnet18", 2, False, None, seed=1).state_dict()
+    c = build_classifier("resnet18", 2, False, None, seed=2).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["encoder.conv1.weight"], c["encoder.conv1.weight"])
+    enc = {k.removeprefix("encoder."): v for k, v in c.items() if k.startswith("encoder.")}
+    d = build_classifier("resnet18", 2, False, enc, seed=1).state_dict()
+    assert torch.equal(d["encoder.conv1.weight"], c["encoder.conv1.weight"])
+
+
+def test_batches_cycle_full_permutations() -> None:
+    gen = torch.Generator().manual_seed(0)
+    batches = _batches(10, 3, 7, gen)
+    assert len(batches) == 7 and all(len(b) == 3 for b in batches)
+    first_epoch = torch.cat(batches[:3])
+    assert len(set(first_epoch.tolist())) == 9  # 3 full batches, no repeats inside an epoch
+
+
+@pytest.fixture(scope="module")
+def trained() -> list[tuple[TrainResult, np.ndarray, np.ndarray]]:
+    """Two identical seeded runs: ``(result, val images, val labels)`` each."""
+    torch.set_num_threads(1)
+    x, y = blobs(24, 0)
+    xv, yv = blobs(16, 1)
+    out = []
+    for _ in range(2):
+        model = build_classifier("resnet18", 2, False, None, seed=3)
+        result = train_classifier(model, x, torch.tensor(y), xv, yv, config(steps=8), seed=3)
+        out.append((result, predict(result.model, xv), yv))
+    return out
+
+
+def test_training_keeps_the_best_validation_checkpoint(
+    trained: list[tuple[TrainResult, np.ndarray, np.ndarray]],
+) -> None:
+    result, probs, yv = trained[0]
+    steps = [s for s, _ in result.history]
+    assert steps == [0, 4, 8]
+    assert result.val_auroc == max(v for _, v in result.history)
+    assert result.best_step in steps
+    assert roc_auc_score(yv, probs) == pytest.approx(result.val_auroc)
+    assert result.val_auroc > 0.9  # the bright square is easy to learn
+
+
+def test_training_is_deterministic(
+    trained: list[tuple[TrainResult, np.ndarray, np.ndarray]],
+) -> None:
+    np.testing.assert_array_equal(trained[0][1], trained[1][1])
+    assert trained[0][0].history == trained[1][0].history
+
+
+def test_patience_stops_when_validation_stalls() -> None:
+    x, y = blobs(16, 0)
+    xv, yv = blobs(8, 1)
+    model = build_classifier("resnet18", 2, False, None, seed=0)
+    cfg = config(lr=1e-12, steps=40, patience=2, eval_every=1)
+    result = train_classifier(model, x, torch.tensor(y), xv, yv, cfg, seed=0)
+    scores = [v for _, v in result.history]
+    assert len(scores) < 41  # stopped early
+    best_before = max(scores[:-2])
+    assert all(v <= best_before for v in scores[-2:])  # two checks without improvement
+    assert result.val_auroc == max(scores)
+
+
+def test_predict_and_embed_shapes() -> None:
+    x, _ = blobs(5, 0)
+    model = build_classifier("resnet18", 2, False, None, seed=0)
+    p = predict(model, x, batch_size=2)
+    assert p.shape == (5,) and p.dtype == np.float64 and ((p >= 0) & (p <= 1)).all()
+    f = embed(model.encoder, x, batch_size=2)
+    assert f.shape == (5, 512)
+    np.testing.assert_allclose(f, embed(model.encoder, x, batch_size=5), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("field", ["steps", "batch_size", "eval_every"])
+def test_config_rejects_bad_values(field: str) -> None:
+    with pytest.raises(ValueError, match=f"finetune.{field}"):
+        config(**{field: 0})
+    with pytest.raises(ValueError, match="patience"):
+        config(patience=-1)
+
+
+def test_too_few_labels() -> None:
+    x, y = blobs(4, 0)
+    model = build_classifier("resnet18", 2, False, None)
+    with pytest.raises(ValueError, match="at least 2"):
+        train_classifier(model, x[:1], torch.tensor(y[:1]), x, y, config(), seed=0)
