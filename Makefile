@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask]" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,bundle,parquet]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)
