@@ -83,7 +83,7 @@ def labelled_images(ingested: Path, splits: Path, labels: Path, dims: int) -> pd
 
 def load_images(paths: list[str], size: int, dims: int, intensity: str) -> torch.Tensor:
     """Preprocessed ``(N, 1, *spatial)`` float32 as a plain tensor (no MONAI metadata)."""
-    return load_stack(paths, size, dims, intensity).as_subclass(torch.Tensor).float()
+    return load_stack(paths, size, dims, intensity)
 
 
 def score_table(scored: pd.DataFrame, outputs: dict[str, ModeOutput]) -> pd.DataFrame:

@@ -49,7 +49,8 @@ def load_stack(
         num_workers=workers or None,
         progress=False,
     )
-    return torch.stack([torch.as_tensor(ds[i]["image"]) for i in range(len(ds))])
+    # plain tensors: MONAI MetaTensors carry per-item metadata that slows every later op
+    return torch.stack([_plain(ds[i]["image"]) for i in range(len(ds))])
 
 
 def _plain(x: object) -> torch.Tensor:
