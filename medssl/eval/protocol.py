@@ -258,6 +258,30 @@ def label_efficiency_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame
     return table.round(4).reset_index()
 
 
+#: ``value [low, high]``, the style of the report and the Markdown tables.
+CI_BRACKETS = "{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def format_ci(record: Mapping[str, Any], metric: str, template: str = CI_BRACKETS) -> str:
+    """A metric with its 95% CI from a record (``n/a`` when missing or not finite).
+
+    Args:
+        record: holds ``metric``, ``{metric}_ci_low`` and ``{metric}_ci_high``.
+        metric: e.g. ``"auroc"``.
+        template: format with fields ``v``, ``lo``, ``hi``.
+
+    Returns:
+        The formatted text; the bare value when the CI is missing.
+    """
+    value = record.get(metric)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    low, high = record.get(f"{metric}_ci_low"), record.get(f"{metric}_ci_high")
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return template.format(v=value, lo=low, hi=high)
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"

@@ -15,13 +15,13 @@ data: the card holds counts and metrics only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from medssl.eval.protocol import format_ci
 from medssl.export.bundle import BUNDLE_SCHEMA_URL
 
 #: Pretraining method -> reference.
@@ -169,13 +169,7 @@ def data_description(
 
 def fmt_ci(record: Mapping[str, Any], metric: str) -> str:
     """``0.812 (0.700-0.901)``, or ``n/a`` when the value is missing."""
-    value = record.get(metric)
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    low, high = record.get(f"{metric}_ci_low"), record.get(f"{metric}_ci_high")
-    if low is None or high is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+    return format_ci(record, metric, "{v:.3f} ({lo:.3f}-{hi:.3f})")
 
 
 def metrics_rows(records: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -15,20 +15,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from medssl.eval.protocol import format_ci
 from medssl.report import figures
 from medssl.report.html import Section, figure, paragraph, render_page, table
 
 Case = tuple[NDArray[Any], NDArray[Any], str]
-
-
-def _ci(r: Mapping[str, Any], metric: str) -> str:
-    value = r.get(metric)
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    low, high = r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high")
-    if low is None or high is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -130,9 +121,9 @@ def metrics_section(records: Sequence[Mapping[str, Any]]) -> Section:
             r.get("mode", ""),
             r["n_labels"],
             r["seed"],
-            _ci(r, "auroc"),
-            _ci(r, "auprc"),
-            _ci(r, "sens_at_spec90"),
+            format_ci(r, "auroc"),
+            format_ci(r, "auprc"),
+            format_ci(r, "sens_at_spec90"),
             _num(r.get("spec_at_spec90")),
             _num(r.get("ece")),
             _num(r.get("brier")),
@@ -240,7 +231,7 @@ def summary_section(exported: Mapping[str, Any] | None, demo: bool) -> Section:
             paragraph(
                 f"Exported model: {exported['arm']} arm, {exported.get('mode', '')} "
                 f"fine-tuning on {exported['n_labels']} labels (seed {exported['seed']}); "
-                f"test AUROC {_ci(exported, 'auroc')}, AUPRC {_ci(exported, 'auprc')}."
+                f"test AUROC {format_ci(exported, 'auroc')}, AUPRC {format_ci(exported, 'auprc')}."
             )
         )
     parts.append(
