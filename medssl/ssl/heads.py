@@ -49,3 +49,41 @@ def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int) -> nn.Se
 def stack_views(views: torch.Tensor) -> torch.Tensor:
     """``(B, V, C, *spatial)`` -> ``(V * B, C, *spatial)``, all first views first."""
     return views.transpose(0, 1).reshape(-1, *views.shape[2:])
+
+
+class JointEmbedding(nn.Module):
+    """Encoder plus head applied to two views; the base of SimCLR and VICReg.
+
+    Subclasses set ``self.encoder``, ``self.gather`` and a head, and compute their loss on
+    the embeddings returned by :meth:`two_view_embeddings`.
+    """
+
+    n_views = 2
+    encoder: nn.Module
+    gather: Gather
+
+    def two_view_embeddings(
+        self, views: torch.Tensor, head: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed both views of every image and gather them over ranks.
+
+        Args:
+            views: ``(B, 2, C, *spatial)``.
+            head: projector (SimCLR) or expander (VICReg).
+
+        Returns:
+            ``(z, h)``: embeddings ``(world * B, 2, P)`` and the detached encoder
+            features ``(2B, feature_dim)`` (for the collapse monitor).
+        """
+        b = views.shape[0]
+        h = self.encoder(stack_views(views))  # (2B, F)
+        z = head(h).view(2, b, -1).transpose(0, 1)  # (B, 2, P)
+        return self.gather(z.contiguous()), h.detach()
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``(B, feature_dim)`` of ``(B, C, *spatial)`` images."""
+        return self.encoder(x)
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights for :func:`medssl.models.encoders.build_encoder`."""
+        return self.encoder.state_dict()

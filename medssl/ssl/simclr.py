@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medssl.ssl.heads import Gather, mlp_head, no_gather, stack_views
+from medssl.ssl.heads import Gather, JointEmbedding, mlp_head, no_gather
 
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -39,7 +39,7 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
     return F.cross_entropy(logits, targets)
 
 
-class SimCLR(nn.Module):
+class SimCLR(JointEmbedding):
     """Encoder, projection head and NT-Xent loss.
 
     Args:
@@ -80,16 +80,5 @@ class SimCLR(nn.Module):
             ``(loss, features)``: the scalar loss and the detached encoder features
             ``(2B, feature_dim)`` (for the collapse monitor).
         """
-        b = views.shape[0]
-        h = self.encoder(stack_views(views))  # (2B, F)
-        z = self.projector(h).view(2, b, -1).transpose(0, 1)  # (B, 2, P)
-        z = self.gather(z.contiguous())  # (world * B, 2, P)
-        return nt_xent(z[:, 0], z[:, 1], self.temperature), h.detach()
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``(B, feature_dim)`` of ``(B, C, *spatial)`` images."""
-        return self.encoder(x)
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights for :func:`medssl.models.encoders.build_encoder`."""
-        return self.encoder.state_dict()
+        z, h = self.two_view_embeddings(views, self.projector)  # (world * B, 2, P)
+        return nt_xent(z[:, 0], z[:, 1], self.temperature), h

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medssl.ssl.heads import Gather, mlp_head, no_gather, stack_views
+from medssl.ssl.heads import Gather, JointEmbedding, mlp_head, no_gather
 
 
 def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ def vicreg_loss(
     return sim_weight * invariance + var_weight * variance + cov_weight * covariance
 
 
-class VICReg(nn.Module):
+class VICReg(JointEmbedding):
     """Encoder, 3-layer expander and VICReg loss.
 
     Args:
@@ -98,17 +98,6 @@ class VICReg(nn.Module):
             ``(loss, features)``: the scalar loss and the detached encoder features
             ``(2B, feature_dim)``.
         """
-        b = views.shape[0]
-        h = self.encoder(stack_views(views))  # (2B, F)
-        z = self.expander(h).view(2, b, -1).transpose(0, 1)  # (B, 2, P)
-        z = self.gather(z.contiguous())  # (world * B, 2, P)
+        z, h = self.two_view_embeddings(views, self.expander)  # (world * B, 2, P)
         sim, var, cov = self.weights
-        return vicreg_loss(z[:, 0], z[:, 1], sim, var, cov), h.detach()
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``(B, feature_dim)`` of ``(B, C, *spatial)`` images."""
-        return self.encoder(x)
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights for :func:`medssl.models.encoders.build_encoder`."""
-        return self.encoder.state_dict()
+        return vicreg_loss(z[:, 0], z[:, 1], sim, var, cov), h

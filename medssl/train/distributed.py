@@ -106,8 +106,13 @@ def setup(device: str = "auto") -> DistInfo:
 
 
 def teardown() -> None:
-    """Leave the process group, if any."""
+    """Leave the process group, if any, once every rank is done with it.
+
+    The barrier keeps a fast rank from destroying the group while another still runs a
+    collective (gloo then aborts with "terminate called without an active exception").
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

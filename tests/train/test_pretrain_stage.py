@@ -142,7 +142,7 @@ GATHER_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from medssl.ssl.simclr import nt_xent
 from medssl.ssl.vicreg import vicreg_loss
-from medssl.train.distributed import gather_with_grad
+from medssl.train.distributed import gather_with_grad, teardown
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
 z = torch.randn(8, 2, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -151,7 +151,7 @@ g = gather_with_grad(local)
 loss = nt_xent(g[:, 0], g[:, 1], 0.2) + vicreg_loss(g[:, 0], g[:, 1])
 loss.backward()
 torch.save(local.grad, sys.argv[1] + f"/grad{rank}.pt")
-dist.destroy_process_group()
+teardown()
 """
 
 
