@@ -250,7 +250,7 @@ def presentation_image(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     """
     values = apply_modality_lut(stored, ds)
     values = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float32)
-    # percentiles of a 1-in-16 strided sample: same scale to ~1e-3, 5x less CPU
+    # percentiles of a 1-in-16 strided sample: the sort, not the decode, dominated 2D CPU
     lo, hi = np.percentile(values[::PERCENTILE_STRIDE, ::PERCENTILE_STRIDE], [0.5, 99.5])
     if hi <= lo:
         lo, hi = float(values.min()), float(values.max()) + 1e-6
