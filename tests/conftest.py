@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from medssl.demo import DemoSummary, write_demo_dataset
 from medssl.ingest import ingest
@@ -30,3 +32,12 @@ def ingested(
     out = tmp_path_factory.mktemp("ingested") / "out"
     summary = ingest([demo_export[0]], out, secret=DEMO_SECRET, workers=1)
     return out, summary
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models: one thread avoids oversubscribing the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

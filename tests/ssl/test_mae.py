@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,14 +11,7 @@ import torch
 from medssl.models.encoders import VIT_SPECS, build_encoder
 from medssl.ssl.mae import MAE, masked_mse, patchify
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread avoids oversubscribing the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 needs_einops = pytest.mark.skipif(

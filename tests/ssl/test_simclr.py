@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,14 +12,7 @@ from monai.losses import ContrastiveLoss
 from medssl.models.encoders import build_encoder
 from medssl.ssl.simclr import SimCLR, nt_xent
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread avoids oversubscribing the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference(z_a: np.ndarray, z_b: np.ndarray, tau: float) -> float:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -11,14 +9,7 @@ import torch
 from medssl.models.encoders import build_encoder
 from medssl.ssl.vicreg import VICReg, vicreg_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread avoids oversubscribing the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference(x: np.ndarray, y: np.ndarray, lam: float, mu: float, nu: float) -> float:

@@ -7,7 +7,6 @@ import importlib.util
 import math
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +32,7 @@ TINY = PretrainConfig(
 N = 12  # 3 steps per epoch, 6 in all
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int = N, size: int = 32, dims: int = 2) -> torch.Tensor:
