@@ -648,7 +648,7 @@ def _finalize(image: DecodedImage, options: IngestOptions) -> DecodedImage:
     size = options.size_2d if array.ndim == 2 else options.size_3d
     if spacing is not None or size is not None:
         array, affine = resample(array, affine, spacing=spacing, size=size)
-    return DecodedImage(array, affine, list(image.flags))
+    return DecodedImage(array, affine, list(image.flags), image.scale)
 
 
 def _write(
@@ -665,7 +665,7 @@ def _write(
     image_id = pseudo.key("image", base if index == 0 else f"{base}#{index}")
     suffix = ".nii.gz" if ctx.options.compress else ".nii"
     rel_nifti = f"{IMAGES_DIR}/{image_id}{suffix}"
-    write_nifti(ctx.out_dir / rel_nifti, image.array, image.affine)
+    write_nifti(ctx.out_dir / rel_nifti, image.array, image.affine, scale=image.scale)
     ndim = image.array.ndim
     spacing = np.sqrt((image.affine[:3, :ndim] ** 2).sum(axis=0))
     return {

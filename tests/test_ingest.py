@@ -13,7 +13,7 @@ import pytest
 from medssl.demo import DemoSummary
 from medssl.ingest import discover, ingest
 from medssl.io.deid import DEMO_SECRET
-from medssl.io.dicom import presentation_image
+from medssl.io.dicom import PRESENTATION_SCALE, presentation_codes, presentation_image
 
 
 def test_every_file_is_accounted_for(
@@ -70,10 +70,14 @@ def test_radiograph_pixels_match_the_dicom(
         if not path.is_file():
             continue
         ds = pydicom.dcmread(path)
-        expected = presentation_image(ds, ds.pixel_array).T
         row = manifest.loc[sha256_file(path)]
-        got = np.asarray(nib.load(out / row["nifti"]).dataobj)
-        np.testing.assert_array_equal(got, expected)
+        img = nib.load(out / row["nifti"])
+        codes = np.asarray(img.dataobj.get_unscaled())
+        np.testing.assert_array_equal(codes, presentation_codes(ds, ds.pixel_array).T)
+        assert img.dataobj.slope == np.float32(PRESENTATION_SCALE) and img.dataobj.inter == 0
+        values = np.asarray(img.dataobj)
+        expected = presentation_image(ds, ds.pixel_array).T
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-7)
         checked += 1
     assert checked > 10
 

@@ -86,6 +86,12 @@ GREYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 #: Subsampling stride for the robust intensity range of radiographs.
 PERCENTILE_STRIDE = 4
+#: Radiographs are written as uint16 codes 0..PRESENTATION_CODES (NIfTI scl_slope below).
+PRESENTATION_CODES = 65535
+#: Value of one presentation code: readers see ``code * PRESENTATION_SCALE`` in [0, 1].
+PRESENTATION_SCALE = 1.0 / PRESENTATION_CODES
+#: Pixels per chunk of a lookup-table gather (keeps numpy's intp index copy in cache).
+GATHER_CHUNK = 1 << 16
 
 #: Relative tolerance on slice spacing before a series is flagged as non-uniform.
 SPACING_RTOL = 0.01
@@ -116,14 +122,17 @@ class DecodedImage:
     """An image or volume ready to be written as NIfTI.
 
     Attributes:
-        array: ``(X, Y)`` or ``(X, Y, Z)`` float32 (or int16 for integral values).
+        array: ``(X, Y)`` or ``(X, Y, Z)``: modality values (int16, or float32 when not
+            integral) for cross-sectional images; uint16 presentation codes for radiographs.
         affine: ``(4, 4)`` voxel-to-RAS matrix in mm.
         flags: QC flags raised while decoding (e.g. ``"nonuniform_spacing"``).
+        scale: value of one unit of ``array`` (NIfTI ``scl_slope``); None means 1.
     """
 
     array: np.ndarray
     affine: np.ndarray
     flags: list[str] = field(default_factory=list)
+    scale: float | None = None
 
 
 # --------------------------------------------------------------------------- reading
@@ -234,35 +243,106 @@ def decode_array(ds: Dataset) -> np.ndarray:
 # --------------------------------------------------------------------------- pixel values
 
 
-def presentation_image(ds: Dataset, stored: np.ndarray) -> np.ndarray:
-    """Projection radiograph to a [0, 1] presentation image with bright bone.
+def presentation_codes(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Projection radiograph to presentation codes: uint16, value = code * PRESENTATION_SCALE.
 
-    Modality LUT, then VOI LUT or window (PS3.3 C.11.2), then a robust min-max scale
-    (0.5th-99.5th percentile) to [0, 1], then MONOCHROME1 inversion (PS3.3 C.7.6.3.1.2),
-    which neither pydicom's windowing nor MONAI's readers apply.
+    Modality LUT, then VOI LUT or window (PS3.3 C.11.1, C.11.2), then a robust min-max scale
+    (0.5th-99.5th percentile of a strided sample) to [0, 1], then MONOCHROME1 inversion
+    (PS3.3 C.7.6.3.1.2), which neither pydicom's windowing nor MONAI's readers apply; the
+    result is quantized to 16 bits (steps of 1/65535, finer than any detector's BitsStored)
+    and written with that NIfTI ``scl_slope``, so readers see floats in [0, 1].
+
+    Every step maps a stored value to one output value, so for 8- and 16-bit stored values
+    the chain is evaluated once per possible value (a lookup table of 256 or 65536 entries,
+    with the very pydicom functions) and applied with one gather: the same codes as
+    evaluating it per pixel, at a fraction of the float work on large radiographs.
 
     Args:
         ds: dataset.
         stored: ``(rows, cols)`` stored values.
 
     Returns:
-        ``(rows, cols)`` float32 in [0, 1].
+        ``(rows, cols)`` uint16 codes.
     """
-    values = apply_modality_lut(stored, ds)
-    values = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float32)
-    # percentiles of a 1-in-16 strided sample: the sort, not the decode, dominated 2D CPU
-    lo, hi = np.percentile(values[::PERCENTILE_STRIDE, ::PERCENTILE_STRIDE], [0.5, 99.5])
+    domain = _value_domain(stored)
+    if domain is None:
+        lo, hi = _robust_range(_voi(ds, _sample(stored)))
+        return _to_codes(_unit_scale(_voi(ds, stored), lo, hi), ds)
+    bits = f"u{stored.dtype.itemsize}"  # the table is indexed by each value's bit pattern
+    table = _voi(ds, domain)
+    lo, hi = _robust_range(table.take(_sample(stored).view(bits)))
+    return _gather(_to_codes(_unit_scale(table, lo, hi), ds), stored.view(bits))
+
+
+def presentation_image(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """:func:`presentation_codes` as float32 in [0, 1] (what NIfTI readers get back).
+
+    Args:
+        ds: dataset.
+        stored: ``(rows, cols)`` stored values.
+
+    Returns:
+        ``(rows, cols)`` float32 in [0, 1], bone bright.
+    """
+    return presentation_codes(ds, stored).astype(np.float32) * np.float32(PRESENTATION_SCALE)
+
+
+def _voi(ds: Dataset, values: np.ndarray) -> np.ndarray:
+    """Modality LUT then VOI LUT or window (pydicom), as float32; elementwise."""
+    return np.asarray(apply_voi_lut(apply_modality_lut(values, ds), ds, index=0), np.float32)
+
+
+def _sample(stored: np.ndarray) -> np.ndarray:
+    """Strided sample for the percentiles: the sort, not the decode, dominated 2D CPU."""
+    return stored[::PERCENTILE_STRIDE, ::PERCENTILE_STRIDE]
+
+
+def _robust_range(sample: np.ndarray) -> tuple[float, float]:
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
     if hi <= lo:
-        lo, hi = float(values.min()), float(values.max()) + 1e-6
+        lo, hi = float(sample.min()), float(sample.max()) + 1e-6
+    return lo, hi
+
+
+def _unit_scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     out = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo))
     np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def _value_domain(stored: np.ndarray) -> np.ndarray | None:
+    """Every 8- or 16-bit value in bit-pattern order, or None (wider types, small images)."""
+    if stored.dtype.kind not in "iu" or stored.dtype.itemsize > 2:
+        return None
+    n = 1 << (8 * stored.dtype.itemsize)
+    if stored.size <= n:
+        return None
+    return np.arange(n, dtype=f"u{stored.dtype.itemsize}").view(stored.dtype)
+
+
+def _to_codes(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """[0, 1] values to uint16 codes, MONOCHROME1 inverted (PS3.3 C.7.6.3.1.2)."""
+    codes = np.rint(values * np.float32(PRESENTATION_CODES)).astype(np.uint16)
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-        np.subtract(np.float32(1.0), out, out=out)
+        np.subtract(np.uint16(PRESENTATION_CODES), codes, out=codes)
+    return codes
+
+
+def _gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``table[index]`` in cache-sized chunks (numpy widens each index to intp)."""
+    out = np.empty(index.shape, dtype=table.dtype)
+    flat_in, flat_out = index.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_in.size, GATHER_CHUNK):
+        np.take(table, flat_in[i : i + GATHER_CHUNK], out=flat_out[i : i + GATHER_CHUNK])
     return out
 
 
 def modality_values(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     """Apply the modality LUT / rescale (HU for CT, PS3.3 C.11.1).
+
+    Integer stored values with an integer linear rescale (the usual CT case) are computed
+    in int16 directly when the result range fits; wrap-around arithmetic is exact there,
+    since only the final values must fit.
 
     Args:
         ds: dataset, or the functional group item that holds RescaleSlope/Intercept.
@@ -271,7 +351,28 @@ def modality_values(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     Returns:
         int16 when the result is integral and fits, else float32.
     """
+    rescale = _integer_rescale(ds) if stored.dtype.kind in "iu" and stored.size else None
+    if rescale is not None:
+        fast = _integer_modality(stored, *rescale)
+        if fast is not None:
+            return fast
     return _compact(np.asarray(apply_modality_lut(stored, ds)))
+
+
+def _integer_modality(stored: np.ndarray, slope: int, intercept: int) -> np.ndarray | None:
+    ends = (int(stored.min()) * slope + intercept, int(stored.max()) * slope + intercept)
+    if min(ends) < -32768 or max(ends) > 32767:
+        return None
+    out = stored.astype(np.int16)  # wraps; exact modulo 2**16, and the result fits
+    if slope != 1:
+        out *= np.int16(_wrap16(slope))
+    if intercept:
+        out += np.int16(_wrap16(intercept))
+    return out
+
+
+def _wrap16(value: int) -> int:
+    return (value + 32768) % 65536 - 32768
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
@@ -422,8 +523,7 @@ class _Frame:
     """One 2D frame of a unit, with its geometry and value transform.
 
     Attributes:
-        stored: ``(rows, cols)`` stored values.
-        lut: dataset or functional group item holding the modality LUT / rescale.
+        values: ``(rows, cols)`` modality values (:func:`modality_values`: int16 or float32).
         origin: ``(3,)`` LPS position of the first transmitted pixel (IPP), mm.
         row_dir: ``(3,)`` direction of increasing column index (IOP[:3]).
         col_dir: ``(3,)`` direction of increasing row index (IOP[3:]).
@@ -434,8 +534,7 @@ class _Frame:
         spacing_known: PixelSpacing was present.
     """
 
-    stored: np.ndarray
-    lut: Dataset
+    values: np.ndarray
     origin: np.ndarray
     row_dir: np.ndarray
     col_dir: np.ndarray
@@ -479,8 +578,7 @@ def _classic_frames(datasets: Sequence[Dataset]) -> list[_Frame]:
         spacing = _spacing_or_none(ds)
         frames.append(
             _Frame(
-                stored=stored,
-                lut=ds,
+                values=modality_values(ds, stored),
                 origin=ipp,
                 row_dir=row_dir,
                 col_dir=col_dir,
@@ -564,8 +662,7 @@ def _enhanced_frame(
     lut = _group_item(item, shared, "PixelValueTransformationSequence") or ds
     content = _group_item(item, None, "FrameContentSequence")
     return _Frame(
-        stored=stored,
-        lut=lut,
+        values=modality_values(lut, stored),
         origin=ipp,
         row_dir=iop[:3],
         col_dir=iop[3:],
@@ -673,14 +770,14 @@ def _mosaic_frames(ds: Dataset) -> list[_Frame]:
     if csa_normal is not None and np.dot(csa_normal, normal) < 0:
         normal = -normal
     step = normal * _slice_thickness(ds)
+    values = modality_values(ds, stored)
     frames = []
     for k in range(n):
         r, c = divmod(k, grid)
-        tile = stored[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
+        tile = values[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
         frames.append(
             _Frame(
-                stored=tile,
-                lut=ds,
+                values=tile,
                 origin=origin + k * step,
                 row_dir=row_dir,
                 col_dir=col_dir,
@@ -784,43 +881,27 @@ def _integer_rescale(lut: Dataset) -> tuple[int, int] | None:
     """``(slope, intercept)`` when the modality transform is an integer linear rescale."""
     if "ModalityLUTSequence" in lut:
         return None
-    slope = float(lut.get("RescaleSlope", 1) or 1)
-    intercept = float(lut.get("RescaleIntercept", 0) or 0)
+    try:
+        slope = float(lut.get("RescaleSlope", 1) or 1)
+        intercept = float(lut.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return None
     if slope.is_integer() and intercept.is_integer():
         return int(slope), int(intercept)
     return None
 
 
-def _stack_integer(frames: Sequence[_Frame], slope: int, intercept: int) -> np.ndarray | None:
-    """Fast path for integer stored values and an integer rescale shared by every frame.
-
-    Returns ``(X, Y, Z)`` int16 as a transposed view of a C-ordered ``(Z, Y, X)`` stack
-    (i.e. Fortran order, which is how NIfTI stores voxels), or None when values overflow.
-    """
-    zyx = np.stack([f.stored for f in frames]).astype(np.int32)
-    if slope != 1:
-        zyx *= slope
-    if intercept:
-        zyx += intercept
-    if zyx.min() < -32768 or zyx.max() > 32767:
-        return None
-    return zyx.astype(np.int16).transpose(2, 1, 0)
-
-
 def _stack(frames: Sequence[_Frame]) -> np.ndarray:
-    """``(X, Y, Z)`` modality values, frame by frame (per-frame rescale), compacted."""
-    rescales = {_integer_rescale(f.lut) for f in frames}
-    integer = all(np.issubdtype(f.stored.dtype, np.integer) for f in frames)
-    if integer and len(rescales) == 1 and None not in rescales:
-        slope, intercept = rescales.pop()  # type: ignore[misc]
-        fast = _stack_integer(frames, slope, intercept)
-        if fast is not None:
-            return fast
-    rows, cols = frames[0].stored.shape
-    volume = np.empty((cols, rows, len(frames)), dtype=np.float32)
+    """``(X, Y, Z)`` modality values: int16 when every frame is int16, else float32.
+
+    Returns a transposed view of a C-ordered ``(Z, Y, X)`` stack, i.e. Fortran order, which
+    is how NIfTI stores voxels (written without another copy).
+    """
+    dtype = np.int16 if all(f.values.dtype == np.int16 for f in frames) else np.float32
+    zyx = np.empty((len(frames), *frames[0].values.shape), dtype=dtype)
     for k, f in enumerate(frames):
-        volume[:, :, k] = np.asarray(apply_modality_lut(f.stored, f.lut), dtype=np.float64).T
-    return _compact(volume)
+        zyx[k] = f.values
+    return zyx.transpose(2, 1, 0)
 
 
 def _assemble(frames: Sequence[_Frame]) -> DecodedImage:
@@ -833,7 +914,7 @@ def _assemble(frames: Sequence[_Frame]) -> DecodedImage:
         DicomError: ``inconsistent_geometry`` for frames of different sizes or spacings, or
             two frames at one position.
     """
-    if len({f.stored.shape for f in frames}) != 1 or len({f.spacing for f in frames}) != 1:
+    if len({f.values.shape for f in frames}) != 1 or len({f.spacing for f in frames}) != 1:
         raise DicomError("inconsistent_geometry", "frames of different sizes or pixel spacings")
     frames, d = _sorted_by_position(frames)
     first, normal = frames[0], frames[0].normal
@@ -841,8 +922,7 @@ def _assemble(frames: Sequence[_Frame]) -> DecodedImage:
     if len(frames) == 1:
         step = normal * first.thickness
         affine = _plane_affine(first.row_dir, first.col_dir, first.spacing, step, first.origin)
-        values = modality_values(first.lut, first.stored).T
-        return DecodedImage(np.ascontiguousarray(values), affine, [*flags, "single_slice"])
+        return DecodedImage(first.values.T, affine, [*flags, "single_slice"])
     gaps = np.diff(d)
     if np.any(gaps < POSITION_TOL_MM):
         raise DicomError("inconsistent_geometry", "two slices share one position")
@@ -862,14 +942,15 @@ def decode_projection(ds: Dataset) -> DecodedImage:
         ds: full dataset.
 
     Returns:
-        ``(X, Y)`` presentation image in [0, 1] and its affine.
+        ``(X, Y)`` presentation codes (value = code * ``scale``, in [0, 1]) and affine.
     """
     stored = decode_array(ds)
     if stored.ndim != 2:
         raise DicomError("unsupported_geometry", f"expected one frame, got shape {stored.shape}")
     flags = [] if _spacing_or_none(ds) else ["spacing_unknown"]
     flags += _image_type_flags([ds])
-    return DecodedImage(presentation_image(ds, stored).T.copy(), image_affine(ds), flags)
+    codes = presentation_codes(ds, stored).T  # Fortran order, as NIfTI stores it
+    return DecodedImage(codes, image_affine(ds), flags, scale=PRESENTATION_SCALE)
 
 
 def decode_series(datasets: Sequence[Dataset]) -> DecodedImage:
@@ -932,7 +1013,7 @@ def _flat_slice(ds: Dataset) -> DecodedImage:
     flags = ["single_slice", *_image_type_flags([ds])]
     if _spacing_or_none(ds) is None:
         flags.insert(0, "spacing_unknown")
-    return DecodedImage(modality_values(ds, stored).T.copy(), image_affine(ds), flags)
+    return DecodedImage(modality_values(ds, stored).T, image_affine(ds), flags)
 
 
 def _n_frames(ds: Dataset) -> int:

@@ -14,7 +14,11 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import Opener
 from nibabel.orientations import aff2axcodes, apply_orientation, inv_ornt_aff, io_orientation
+
+#: Byte offset of the voxels in a single-file NIfTI-1 image without extensions.
+VOX_OFFSET = 352
 
 #: A 4D NIfTI with more volumes than this is quarantined rather than split.
 MAX_VOLUMES = 512
@@ -29,25 +33,40 @@ class NiftiError(Exception):
         self.message = message
 
 
-def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+def write_nifti(
+    path: Path, array: np.ndarray, affine: np.ndarray, *, scale: float | None = None
+) -> None:
     """Write an image atomically; gzip output is deterministic (nibabel writes mtime 0).
 
-    The image is written to a temporary sibling and renamed, so a reader (or a second
-    writer of the same content) never sees a partial file.
+    The header is nibabel's (sform and qform code 1); the voxels are written in one piece
+    in NIfTI's Fortran order (NIfTI-1 ``vox_offset`` 352, no extensions), which gives the
+    same bytes as ``nibabel.save`` without its row-by-row copy of C-ordered arrays. The
+    image is written to a temporary sibling and renamed, so a reader (or a second writer of
+    the same content) never sees a partial file.
 
     Args:
         path: ``.nii`` or ``.nii.gz`` destination; parents are created.
-        array: ``(X, Y)`` or ``(X, Y, Z)``.
+        array: ``(X, Y)`` or ``(X, Y, Z)``; Fortran-contiguous arrays (e.g. the transpose
+            of pydicom's ``(rows, cols)``) are written without a copy.
         affine: ``(4, 4)`` voxel-to-RAS.
+        scale: NIfTI ``scl_slope`` (readers see ``array * scale``); None writes slope 1.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
+    data = np.asfortranarray(array)
+    img = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
     img.set_sform(img.affine, code=1)
     img.set_qform(img.affine, code=1)
+    img.update_header()
+    header = img.header
+    header.set_data_offset(VOX_OFFSET)
+    header.set_slope_inter(1.0 if scale is None else float(scale), 0.0)
     suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
     tmp = path.with_name(f".{path.name}.{_token()}{suffix}")
     try:
-        nib.save(img, str(tmp))
+        with Opener(str(tmp), "wb") as fh:
+            fh.write(header.binaryblock)
+            fh.write(b"\0" * (VOX_OFFSET - len(header.binaryblock)))  # no extensions
+            fh.write(memoryview(data.T).cast("B"))  # C view of a Fortran array: raw voxels
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from medssl.io.dicom import (
+    PRESENTATION_SCALE,
     DecodedImage,
     DicomError,
     check_image_object,
@@ -234,10 +235,11 @@ def test_monochrome1_chest_radiograph_has_bright_bone() -> None:
     """
     (image,) = _decode_file(_need(PYDICOM_DATA / "RG1_J2KI.dcm"))
     assert image.array.shape == (1841, 1955)  # (X, Y) = (Columns, Rows)
-    assert image.array.dtype == np.float32
-    assert image.array.min() >= 0.0 and image.array.max() <= 1.0
-    nx, ny = image.array.shape
-    chest = image.array[:, int(0.3 * ny) : int(0.6 * ny)]  # rows through hila and heart
+    assert image.array.dtype == np.uint16 and image.scale == PRESENTATION_SCALE
+    values = image.array * image.scale
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    nx, ny = values.shape
+    chest = values[:, int(0.3 * ny) : int(0.6 * ny)]  # rows through hila and heart
 
     def band(lo: float, hi: float) -> float:
         return float(chest[int(lo * nx) : int(hi * nx)].mean())

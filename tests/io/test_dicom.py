@@ -25,12 +25,16 @@ from pydicom.uid import (
 )
 
 from medssl.io.dicom import (
+    PRESENTATION_CODES,
+    PRESENTATION_SCALE,
     DicomError,
     check_image_object,
     decode_array,
     decode_datasets,
     decode_projection,
     decode_series,
+    modality_values,
+    presentation_codes,
     read_dataset,
 )
 
@@ -212,10 +216,94 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
     (inverted,) = decode_datasets([mono1])
     (plain,) = decode_datasets([mono2])
     assert inverted.array.shape == (COLS, ROWS)
-    assert np.all(np.diff(plain.array[:, 0]) >= 0) and plain.array[-1, 0] == 1.0
-    np.testing.assert_allclose(inverted.array, 1.0 - plain.array, atol=1e-6)
+    assert inverted.array.dtype == plain.array.dtype == np.uint16
+    assert inverted.scale == plain.scale == PRESENTATION_SCALE
+    assert np.all(np.diff(plain.array[:, 0].astype(int)) >= 0)
+    assert plain.array[-1, 0] == PRESENTATION_CODES
+    np.testing.assert_array_equal(inverted.array, PRESENTATION_CODES - plain.array)
     np.testing.assert_array_equal(decode_projection(mono1).array, inverted.array)
     assert inverted.flags == []
+
+
+def _reference_codes(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Presentation codes evaluated pixel by pixel (the documented chain, no lookup table)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    def voi(v: np.ndarray) -> np.ndarray:
+        return np.asarray(apply_voi_lut(apply_modality_lut(v, ds), ds, index=0), np.float32)
+
+    lo, hi = np.percentile(voi(stored[::4, ::4]), [0.5, 99.5])
+    out = np.clip((voi(stored) - np.float32(lo)) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
+    codes = np.rint(out * np.float32(65535)).astype(np.uint16)
+    return 65535 - codes if ds.PhotometricInterpretation == "MONOCHROME1" else codes
+
+
+def _voi_lut_item() -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [256, 0, 16]
+    item.LUTData = [int(4000 * np.sqrt(i / 255)) for i in range(256)]
+    return item
+
+
+@pytest.mark.parametrize(
+    ("dtype", "photometric", "voi"),
+    [
+        ("uint16", "MONOCHROME2", "none"),
+        ("uint16", "MONOCHROME1", "window"),
+        ("int16", "MONOCHROME2", "sigmoid"),
+        ("int16", "MONOCHROME1", "lut"),
+        ("uint8", "MONOCHROME2", "window"),
+    ],
+)
+def test_presentation_lookup_table_equals_per_pixel_chain(
+    dtype: str, photometric: str, voi: str
+) -> None:
+    """The 8/16-bit lookup-table path gives the codes of the per-pixel evaluation."""
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -3000), min(info.max, 4000)
+    stored = rng.integers(lo, hi, (300, 260)).astype(dtype)  # > 65536 pixels: table path
+    ds = _base(ComputedRadiographyImageStorage, "DX", stored)
+    ds.PhotometricInterpretation = photometric
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -100
+    if voi in ("window", "sigmoid"):
+        ds.WindowCenter, ds.WindowWidth = 1500, 3000
+        if voi == "sigmoid":
+            ds.VOILUTFunction = "SIGMOID"
+    elif voi == "lut":
+        del ds.RescaleSlope, ds.RescaleIntercept
+        ds.VOILUTSequence = DicomSequence([_voi_lut_item()])
+    codes = presentation_codes(ds, stored)
+    assert codes.dtype == np.uint16 and codes.shape == stored.shape
+    np.testing.assert_array_equal(codes, _reference_codes(ds, stored))
+    small = stored[:100, :100]  # <= 65536 pixels: evaluated per pixel
+    np.testing.assert_array_equal(presentation_codes(ds, small), _reference_codes(ds, small))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high", "slope", "intercept"),
+    [
+        ("uint16", 0, 4095, 1, -1024),
+        ("uint16", 0, 65535, 1, -32768),  # wraps in int16, exact result
+        ("int16", -2000, 2000, 3, 7),
+        ("uint16", 30000, 40000, 1, 0),  # does not fit int16 without rescale: float32
+        ("uint8", 0, 255, 1, 0),
+    ],
+)
+def test_integer_modality_values_equal_pydicom(
+    dtype: str, low: int, high: int, slope: int, intercept: int
+) -> None:
+    from pydicom.pixels import apply_modality_lut
+
+    stored = np.random.default_rng(0).integers(low, high, (40, 30), endpoint=True).astype(dtype)
+    stored.flat[:2] = (low, high)
+    ds = Dataset()
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    got = modality_values(ds, stored)
+    expected = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    fits = expected.min() >= -32768 and expected.max() <= 32767
+    assert got.dtype == (np.int16 if fits else np.float32)
+    np.testing.assert_array_equal(got.astype(np.float64), expected)
 
 
 def _echo_series(tmp_path: Path, *, with_echo_numbers: bool) -> list[Dataset]:
