@@ -519,7 +519,7 @@ def _same_orientation(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.
 
 
 @dataclass
-class _Frame:
+class Frame:
     """One 2D frame of a unit, with its geometry and value transform.
 
     Attributes:
@@ -532,6 +532,7 @@ class _Frame:
         key: volume key (rule 3 of the module docstring).
         order: acquisition order within the unit.
         spacing_known: PixelSpacing was present.
+        flags: ImageType QC flags of the frame's file (``localizer``, ``derived``).
     """
 
     values: np.ndarray
@@ -543,6 +544,7 @@ class _Frame:
     key: tuple[float, ...]
     order: tuple[float, ...]
     spacing_known: bool = True
+    flags: tuple[str, ...] = ()
 
     @property
     def normal(self) -> np.ndarray:
@@ -559,37 +561,60 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def _classic_frames(datasets: Sequence[Dataset]) -> list[_Frame]:
+def _classic_frames(datasets: Sequence[Dataset]) -> list[Frame]:
     """Frames of single-frame slices; keys ``(echo, temporal position, b-value)``."""
-    frames = []
-    for index, ds in enumerate(datasets):
-        stored = decode_array(ds)
-        if stored.ndim != 2:
-            raise DicomError("inconsistent_geometry", "multi-frame object inside a slice series")
-        ipp = _floats(ds.get("ImagePositionPatient"), 3)
-        if ipp is None:
-            raise DicomError("inconsistent_geometry", "slice without ImagePositionPatient")
-        row_dir, col_dir = _orientation(ds)
-        key = tuple(
-            _number(ds.get(k))
-            for k in ("EchoNumbers", "TemporalPositionIdentifier", "DiffusionBValue")
-        )
-        order = (_number(ds.get("AcquisitionNumber")), _number(ds.get("InstanceNumber")), index)
-        spacing = _spacing_or_none(ds)
-        frames.append(
-            _Frame(
-                values=modality_values(ds, stored),
-                origin=ipp,
-                row_dir=row_dir,
-                col_dir=col_dir,
-                spacing=spacing or (1.0, 1.0),
-                thickness=_slice_thickness(ds),
-                key=key,
-                order=order,
-                spacing_known=spacing is not None,
-            )
-        )
-    return frames
+    return [_classic_frame(ds, index) for index, ds in enumerate(datasets)]
+
+
+def slice_frame(ds: Dataset, index: int = 0) -> Frame:
+    """Decode one single-frame cross-sectional slice into a frame of its series.
+
+    Ingestion decodes slices one file at a time (in parallel) and assembles each series
+    later with :func:`assemble_slices`; :func:`decode_datasets` does both in one call.
+
+    Args:
+        ds: full dataset of a single-frame slice with ImagePositionPatient.
+        index: position of the file in its unit (last tie-breaker of the acquisition order).
+
+    Returns:
+        The frame: modality values, plane geometry, volume key and acquisition order.
+
+    Raises:
+        DicomError: with a quarantine reason code, as :func:`decode_datasets`.
+    """
+    try:
+        return _classic_frame(ds, index)
+    except DicomError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise DicomError("malformed_header", f"cannot decode: {type(exc).__name__}") from exc
+
+
+def _classic_frame(ds: Dataset, index: int) -> Frame:
+    stored = decode_array(ds)
+    if stored.ndim != 2:
+        raise DicomError("inconsistent_geometry", "multi-frame object inside a slice series")
+    ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    if ipp is None:
+        raise DicomError("inconsistent_geometry", "slice without ImagePositionPatient")
+    row_dir, col_dir = _orientation(ds)
+    key = tuple(
+        _number(ds.get(k)) for k in ("EchoNumbers", "TemporalPositionIdentifier", "DiffusionBValue")
+    )
+    order = (_number(ds.get("AcquisitionNumber")), _number(ds.get("InstanceNumber")), index)
+    spacing = _spacing_or_none(ds)
+    return Frame(
+        values=modality_values(ds, stored),
+        origin=ipp,
+        row_dir=row_dir,
+        col_dir=col_dir,
+        spacing=spacing or (1.0, 1.0),
+        thickness=_slice_thickness(ds),
+        key=key,
+        order=order,
+        spacing_known=spacing is not None,
+        flags=tuple(_image_type_flags([ds])),
+    )
 
 
 def _group_item(frame: Dataset, shared: Dataset | None, sequence: str) -> Dataset | None:
@@ -619,7 +644,7 @@ def _enhanced_key(content: Dataset | None, spatial: set[int]) -> tuple[float, ..
     return (_number(content.get("TemporalPositionIndex")),)
 
 
-def _enhanced_frames(ds: Dataset) -> list[_Frame]:
+def _enhanced_frames(ds: Dataset) -> list[Frame]:
     """Frames of an enhanced multi-frame object (PS3.3 C.7.6.16.2.3, .2.1, .2.9).
 
     Raises:
@@ -648,7 +673,7 @@ def _enhanced_frame(
     stored: np.ndarray,
     spatial: set[int],
     index: int,
-) -> _Frame:
+) -> Frame:
     position = _group_item(item, shared, "PlanePositionSequence")
     orientation = _group_item(item, shared, "PlaneOrientationSequence")
     ipp = _floats(position.get("ImagePositionPatient"), 3) if position else None
@@ -661,7 +686,7 @@ def _enhanced_frame(
     spacing = _spacing_or_none(measures)
     lut = _group_item(item, shared, "PixelValueTransformationSequence") or ds
     content = _group_item(item, None, "FrameContentSequence")
-    return _Frame(
+    return Frame(
         values=modality_values(lut, stored),
         origin=ipp,
         row_dir=iop[:3],
@@ -743,7 +768,7 @@ def _mosaic_count(ds: Dataset, csa: dict[str, list[str]]) -> int:
     raise DicomError("unsupported_mosaic", "Siemens mosaic without NumberOfImagesInMosaic")
 
 
-def _mosaic_frames(ds: Dataset) -> list[_Frame]:
+def _mosaic_frames(ds: Dataset) -> list[Frame]:
     """Tiles of a Siemens mosaic as frames.
 
     The tiles fill a ``ceil(sqrt(n)) x ceil(sqrt(n))`` grid row by row, slice k at
@@ -776,7 +801,7 @@ def _mosaic_frames(ds: Dataset) -> list[_Frame]:
         r, c = divmod(k, grid)
         tile = values[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
         frames.append(
-            _Frame(
+            Frame(
                 values=tile,
                 origin=origin + k * step,
                 row_dir=row_dir,
@@ -794,7 +819,7 @@ def _mosaic_frames(ds: Dataset) -> list[_Frame]:
 # --------------------------------------------------------------------------- volumes
 
 
-def _position_ids(frames: Sequence[_Frame]) -> np.ndarray:
+def _position_ids(frames: Sequence[Frame]) -> np.ndarray:
     """Cluster index of each frame's position along the first frame's normal."""
     normal = frames[0].normal
     d = np.asarray([float(np.dot(normal, f.origin)) for f in frames])
@@ -808,8 +833,8 @@ def _position_ids(frames: Sequence[_Frame]) -> np.ndarray:
     return ids
 
 
-def _by_orientation(frames: Sequence[_Frame]) -> list[list[_Frame]]:
-    groups: list[list[_Frame]] = []
+def _by_orientation(frames: Sequence[Frame]) -> list[list[Frame]]:
+    groups: list[list[Frame]] = []
     for f in sorted(frames, key=lambda f: f.order):
         for g in groups:
             if _same_orientation((f.row_dir, f.col_dir), (g[0].row_dir, g[0].col_dir)):
@@ -820,7 +845,7 @@ def _by_orientation(frames: Sequence[_Frame]) -> list[list[_Frame]]:
     return groups
 
 
-def _split_by_position(frames: list[_Frame]) -> list[list[_Frame]]:
+def _split_by_position(frames: list[Frame]) -> list[list[Frame]]:
     """Rules 2-5 of the module docstring for frames of one orientation."""
     ids = _position_ids(frames)
     if len(set(ids.tolist())) == len(frames):
@@ -833,7 +858,7 @@ def _split_by_position(frames: list[_Frame]) -> list[list[_Frame]]:
     if equal and all(len(set(ids[g].tolist())) == len(g) for g in groups):
         return [[frames[i] for i in g] for g in groups]
     seen: Counter[int] = Counter()
-    volumes: dict[int, list[_Frame]] = defaultdict(list)
+    volumes: dict[int, list[Frame]] = defaultdict(list)
     for i in sorted(range(len(frames)), key=lambda i: frames[i].order):
         volumes[seen[int(ids[i])]].append(frames[i])
         seen[int(ids[i])] += 1
@@ -846,7 +871,7 @@ def _split_by_position(frames: list[_Frame]) -> list[list[_Frame]]:
     return [volumes[n] for n in sorted(volumes)]
 
 
-def _split_volumes(frames: Sequence[_Frame]) -> list[list[_Frame]]:
+def _split_volumes(frames: Sequence[Frame]) -> list[list[Frame]]:
     """Split the frames of one unit into 3D volumes (module docstring rules 1-5)."""
     out = []
     for group in _by_orientation(frames):
@@ -864,7 +889,7 @@ def _spacing_flags(gaps: np.ndarray) -> list[str]:
     return flags
 
 
-def _sorted_by_position(frames: Sequence[_Frame]) -> tuple[list[_Frame], np.ndarray]:
+def _sorted_by_position(frames: Sequence[Frame]) -> tuple[list[Frame], np.ndarray]:
     """Frames sorted along the normal of the first, and their ``(n,)`` positions in mm."""
     normal = frames[0].normal
     d = np.asarray([float(np.dot(normal, f.origin)) for f in frames])
@@ -891,7 +916,7 @@ def _integer_rescale(lut: Dataset) -> tuple[int, int] | None:
     return None
 
 
-def _stack(frames: Sequence[_Frame]) -> np.ndarray:
+def _stack(frames: Sequence[Frame]) -> np.ndarray:
     """``(X, Y, Z)`` modality values: int16 when every frame is int16, else float32.
 
     Returns a transposed view of a C-ordered ``(Z, Y, X)`` stack, i.e. Fortran order, which
@@ -904,7 +929,7 @@ def _stack(frames: Sequence[_Frame]) -> np.ndarray:
     return zyx.transpose(2, 1, 0)
 
 
-def _assemble(frames: Sequence[_Frame]) -> DecodedImage:
+def _assemble(frames: Sequence[Frame]) -> DecodedImage:
     """Stack the frames of one volume, sorted by position along the normal.
 
     Returns:
@@ -976,9 +1001,30 @@ def decode_series(datasets: Sequence[Dataset]) -> DecodedImage:
 
 
 def _decode_slices(datasets: Sequence[Dataset]) -> list[DecodedImage]:
-    volumes = _split_volumes(_classic_frames(datasets))
-    flags = _image_type_flags(datasets)
-    images = [_assemble(v) for v in volumes]
+    return assemble_slices(_classic_frames(datasets))
+
+
+def assemble_slices(frames: Sequence[Frame]) -> list[DecodedImage]:
+    """Assemble the frames of one slice series into 3D volumes (4D split by the rules above).
+
+    Args:
+        frames: :func:`slice_frame` results of one series, any order.
+
+    Returns:
+        Images in volume order, each with the union of the frames' ImageType flags.
+
+    Raises:
+        DicomError: ``inconsistent_geometry`` (sizes, spacings, shared positions, volumes)
+            or ``malformed_header``.
+    """
+    try:
+        volumes = _split_volumes(frames)
+        flags = sorted({f for frame in frames for f in frame.flags})
+        images = [_assemble(v) for v in volumes]
+    except DicomError:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DicomError("malformed_header", f"cannot assemble: {type(exc).__name__}") from exc
     for image in images:
         image.flags.extend(flags)
     return images

@@ -47,7 +47,7 @@ def write_nifti(
     Args:
         path: ``.nii`` or ``.nii.gz`` destination; parents are created.
         array: ``(X, Y)`` or ``(X, Y, Z)``; Fortran-contiguous arrays (e.g. the transpose
-            of pydicom's ``(rows, cols)``) are written without a copy.
+            of pydicom's ``(rows, cols)``) are not reordered first.
         affine: ``(4, 4)`` voxel-to-RAS.
         scale: NIfTI ``scl_slope`` (readers see ``array * scale``); None writes slope 1.
     """
