@@ -16,11 +16,20 @@ repository (:func:`check_reid_path`).
 
 Two passes over an :mod:`medssl.engines` engine (local processes or Dask):
 
-1. per file: hash, classify and read the header; a file that is a unit on its own (a
-   radiograph, a NIfTI, a raster, an enhanced multi-frame object, a mosaic) is decoded
-   and written right away; slices of cross-sectional series return a small record;
-2. per series: slices grouped by SeriesInstanceUID (never by folder) are decoded together
-   (:func:`medssl.io.dicom.decode_datasets`: sorting along the slice normal, 4D split).
+1. per file (read once: hash, header and pixels come from one read): classify; a file
+   that is a unit on its own (a radiograph, a NIfTI, a raster, an enhanced multi-frame
+   object, a mosaic) is decoded and written right away; a slice of a cross-sectional
+   series is decoded too (:func:`medssl.io.dicom.slice_frame`), its modality values are
+   spilled to a scratch ``.npy`` inside the partial output folder, and a small record
+   (geometry, keys) goes back, so decoding is parallel per file even for one huge series;
+2. per series: slices grouped by SeriesInstanceUID (never by folder) are assembled
+   (:func:`medssl.io.dicom.assemble_slices`: sorting along the slice normal, 4D split)
+   from their scratch files and written. A slice that fails to decode is quarantined on
+   its own; the rest of its series is still assembled (gaps are flagged).
+
+With a re-ingestion cache, a slice whose file is already part of a cached unit is not
+decoded in pass 1; its series is restored from the cache in pass 2, or decoded there from
+the files if the series changed.
 
 Workers write the NIfTI files and return only rows, so the parent holds small records
 whatever the number of files. Units whose source files (by SHA-256) and settings are
@@ -39,7 +48,7 @@ import shutil
 import stat
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,9 +64,12 @@ from medssl.io.dicom import (
     PROJECTION_MODALITIES,
     DecodedImage,
     DicomError,
+    Frame,
+    assemble_slices,
     check_image_object,
     decode_datasets,
     read_dataset,
+    slice_frame,
 )
 from medssl.io.nifti import (
     NiftiError,
@@ -78,6 +90,12 @@ SKIP_SUFFIXES = frozenset(
 )
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGES_DIR = "images"
+#: Scratch folder (inside the partial output, removed before it is moved into place) for
+#: the decoded values of series slices between pass 1 and pass 2.
+SCRATCH_DIR = ".slices"
+#: Files up to this size are read into memory once; larger ones are hashed in chunks and
+#: read again to decode (bounded memory per worker).
+IN_MEMORY_BYTES = 256 * 2**20
 SUMMARY_NAME = "summary.json"
 SKIPPED_NAME = "skipped.csv"
 
@@ -362,7 +380,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: _Context) -> dict[str, Any]:
-    """Pass 1 for one file: hash, classify, read the header; decode single-file units.
+    """Pass 1 for one file: hash, classify, read; decode single-file units and slices.
 
     Args:
         task: the file and its sidecar entry (None when it has none).
@@ -370,9 +388,10 @@ def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: _Context) 
 
     Returns:
         A picklable record with ``kind``: ``"quarantine"`` (``reason``, ``message``),
-        ``"slice"`` (keys and geometry summary, decoded in pass 2) or ``"unit"``
-        (``result`` of :func:`run_unit`). Holds keys only, except ``reid`` (raw
-        identifiers) when the re-identification table was asked for.
+        ``"slice"`` (keys, and unless deferred to pass 2 its ``frame`` geometry and the
+        scratch file of its values, ``pixels``) or ``"unit"`` (``result`` of
+        :func:`run_unit`). Holds keys only, except ``reid`` (raw identifiers) when the
+        re-identification table was asked for.
     """
     sf, side = task
     pseudo = deid.Pseudonymizer(ctx.secret)
@@ -383,8 +402,18 @@ def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: _Context) 
     }
     if ctx.reid:
         rec["reid"] = {"source_path": key_text(str(sf.path))}
+    ds = None
     try:
-        rec.update(_file_record(sf, side, pseudo, ctx))
+        data = _read_source(sf, rec)
+        if rec["format"] != "dicom":
+            rec.update(_sidecar_keys(sf.rel, side, pseudo), kind="unit")
+            if ctx.reid and side:
+                rec["reid_side"] = {"patient_id": side.get("patient_id", "")}
+        else:
+            ds = _read_header(sf.path, data)
+            rec.update(_dicom_record(ds, sf.rel, pseudo, ctx, full=data is not None))
+            if data is None:
+                ds = None  # header only: decoding reads the file again
     except _Quarantine as q:
         rec.update(kind="quarantine", reason=q.reason, message=q.message)
     except Exception as exc:  # noqa: BLE001 - one hostile file never stops the run
@@ -392,7 +421,9 @@ def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: _Context) 
             kind="quarantine", reason="decode_error", message=f"unexpected {type(exc).__name__}"
         )
     if rec["kind"] == "unit":
-        rec["result"] = run_unit([rec], {sf.ident: sf.path}, ctx)
+        rec["result"] = run_unit([rec], {sf.ident: sf.path}, ctx, dataset=ds)
+    elif rec["kind"] == "slice" and ds is not None and not _cached_file(rec, ctx):
+        rec.update(_spill_slice(ds, sf, ctx))
     return rec
 
 
@@ -416,24 +447,36 @@ def _os_quarantine(exc: OSError) -> _Quarantine:
     return _Quarantine(reason, f"{type(exc).__name__} (errno {exc.errno})")
 
 
-def _file_record(
-    sf: SourceFile, side: dict[str, str] | None, pseudo: deid.Pseudonymizer, ctx: _Context
-) -> dict[str, Any]:
+def _read_source(sf: SourceFile, rec: dict[str, Any]) -> bytes | None:
+    """Hash the file (one read when small enough); sets ``source_sha256``, ``format``, ``bytes``.
+
+    Returns:
+        The file's bytes, or None when it is larger than :data:`IN_MEMORY_BYTES`.
+    """
     try:
-        st = sf.path.stat()
-        if st.st_size == 0:
+        size = sf.path.stat().st_size
+        if size == 0:
             raise _Quarantine("empty_file", "zero-byte file")
-        sha = sha256_file(sf.path)
+        data = sf.path.read_bytes() if size <= IN_MEMORY_BYTES else None
+        sha = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(sf.path)
     except OSError as exc:
         raise _os_quarantine(exc) from exc
-    kind = _kind(sf.path)
-    rec: dict[str, Any] = {"source_sha256": sha, "format": kind, "bytes": st.st_size}
-    if kind != "dicom":
-        rec.update(_sidecar_keys(sf.rel, side, pseudo))
-        if ctx.reid and side:
-            rec["reid_side"] = {"patient_id": side.get("patient_id", "")}
-        return {**rec, "kind": "unit"}
-    return {**rec, **_dicom_record(sf, pseudo, ctx)}
+    if data is not None and len(data) == 0:
+        raise _Quarantine("empty_file", "zero-byte file")
+    rec.update(source_sha256=sha, format=_kind(sf.path), bytes=size)
+    return data
+
+
+def _read_header(path: Path, data: bytes | None) -> Any:
+    """The dataset, in full from ``data`` when in memory, else its header from ``path``."""
+    try:
+        return read_dataset(path, header_only=data is None, data=data)
+    except DicomError as exc:
+        raise _Quarantine(exc.reason, exc.message) from exc
+    except OSError as exc:
+        raise _os_quarantine(exc) from exc
+    except Exception as exc:  # noqa: BLE001 - hostile headers must not stop the run
+        raise _Quarantine("malformed_header", f"header error: {type(exc).__name__}") from exc
 
 
 def _sidecar_keys(
@@ -452,14 +495,13 @@ def _sidecar_keys(
     return out
 
 
-def _dicom_record(sf: SourceFile, pseudo: deid.Pseudonymizer, ctx: _Context) -> dict[str, Any]:
+def _dicom_record(
+    ds: Any, rel: str, pseudo: deid.Pseudonymizer, ctx: _Context, *, full: bool
+) -> dict[str, Any]:
     try:
-        ds = read_dataset(sf.path, header_only=True)
-        check_image_object(ds, header_only=True)
+        check_image_object(ds, header_only=not full)
     except DicomError as exc:
         raise _Quarantine(exc.reason, exc.message) from exc
-    except OSError as exc:
-        raise _os_quarantine(exc) from exc
     except Exception as exc:  # noqa: BLE001 - hostile headers must not stop the run
         raise _Quarantine("malformed_header", f"header error: {type(exc).__name__}") from exc
     flags: list[str] = []
@@ -474,11 +516,48 @@ def _dicom_record(sf: SourceFile, pseudo: deid.Pseudonymizer, ctx: _Context) -> 
         raise _Quarantine(
             "resource_limit", f"declares {voxels} voxels > limit {ctx.options.max_voxels}"
         )
-    rec = _dicom_keys(ds, sf.rel, pseudo)
+    rec = _dicom_keys(ds, rel, pseudo)
     rec.update(flags=flags + rec["flags"], voxels=voxels)
     if ctx.reid:
         rec["reid_dicom"] = _raw_ids(ds)
     return {**rec, "kind": "slice" if _is_series_slice(ds) else "unit"}
+
+
+def _scratch(ident: str) -> str:
+    """Relative path (under the partial output folder) of a slice's decoded values."""
+    return f"{SCRATCH_DIR}/{hashlib.sha256(ident.encode()).hexdigest()[:40]}.npy"
+
+
+def _cached_file(rec: Mapping[str, Any], ctx: _Context) -> bool:
+    """True when the file is part of a cached unit (its series is likely restored whole)."""
+    cache_dir = ctx.options.cache_dir
+    return cache_dir is not None and UnitCache(cache_dir).knows_file(_file_key(rec, ctx))
+
+
+def _file_key(rec: Mapping[str, Any], ctx: _Context) -> str:
+    parts = f"{ctx.settings_fp}|{rec['format']}:{rec['source_sha256']}"
+    return deid.Pseudonymizer(ctx.secret).key("cachefil", parts)
+
+
+def _spill_slice(ds: Any, sf: SourceFile, ctx: _Context) -> dict[str, Any]:
+    """Decode a series slice now and keep its values in the scratch folder for pass 2."""
+    try:
+        frame = slice_frame(ds)
+    except DicomError as exc:
+        return {"kind": "quarantine", "reason": exc.reason, "message": exc.message}
+    except (MemoryError, RecursionError) as exc:
+        return {"kind": "quarantine", "reason": "resource_limit", "message": type(exc).__name__}
+    except Exception as exc:  # noqa: BLE001 - one bad slice never stops the run
+        return {"kind": "quarantine", "reason": "decode_error", "message": type(exc).__name__}
+    rel = _scratch(sf.ident)
+    try:
+        path = ctx.out_dir / rel
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, frame.values, allow_pickle=False)
+    except OSError as exc:
+        reason = ["write_failed", f"{type(exc).__name__} (errno {exc.errno})"]
+        return {"kind": "quarantine", "reason": reason[0], "message": reason[1]}
+    return {"frame": replace(frame, values=np.empty(0, frame.values.dtype)), "pixels": rel}
 
 
 def _text(ds: Any, keyword: str) -> str:
@@ -559,14 +638,19 @@ def unit_key(unit: Sequence[Mapping[str, Any]], ctx: _Context) -> str:
 
 
 def run_unit(
-    unit: list[dict[str, Any]], paths: Mapping[str, Path], ctx: _Context
+    unit: list[dict[str, Any]],
+    paths: Mapping[str, Path],
+    ctx: _Context,
+    *,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """Decode one unit, write its NIfTI file(s), return its rows (cache first).
 
     Args:
         unit: pass-1 records of one image source (one file, or the slices of a series).
-        paths: ``rel -> absolute path`` for the unit's files.
+        paths: ``id -> absolute path`` for the unit's files.
         ctx: run context.
+        dataset: the full dataset of a single-file DICOM unit, when already read.
 
     Returns:
         ``{"key", "rows", "quarantine": [reason, message] | None, "dropped": [flags] |
@@ -578,16 +662,16 @@ def run_unit(
         hit = UnitCache(cache_dir).restore(key, ctx.out_dir)
         if hit is not None:
             return {**hit, "key": key, "cached": True}
-    result = _decode_and_write(unit, paths, ctx)
+    result = _decode_and_write(unit, paths, ctx, dataset)
     return {**result, "key": key, "cached": False}
 
 
 def _decode_and_write(
-    unit: list[dict[str, Any]], paths: Mapping[str, Path], ctx: _Context
+    unit: list[dict[str, Any]], paths: Mapping[str, Path], ctx: _Context, dataset: Any = None
 ) -> dict[str, Any]:
     empty: dict[str, Any] = {"rows": [], "quarantine": None, "dropped": None, "n_dropped": 0}
     try:
-        images = _decode(unit, paths, ctx.options)
+        images = _decode(unit, paths, ctx, dataset)
         images = [_finalize(img, ctx.options) for img in images]
     except (DicomError, NiftiError, RasterError) as exc:
         return {**empty, "quarantine": [exc.reason, exc.message]}
@@ -614,8 +698,9 @@ def _decode_and_write(
 
 
 def _decode(
-    unit: list[dict[str, Any]], paths: Mapping[str, Path], options: IngestOptions
+    unit: list[dict[str, Any]], paths: Mapping[str, Path], ctx: _Context, dataset: Any = None
 ) -> list[DecodedImage]:
+    options = ctx.options
     first = unit[0]
     path = paths[first["id"]]
     if first["format"] == "nifti":
@@ -627,8 +712,26 @@ def _decode(
     total = sum(int(r.get("voxels", 0)) for r in unit)
     if total > options.max_voxels:
         raise DicomError("resource_limit", f"series declares {total} voxels > limit")
-    datasets = [read_dataset(paths[r["id"]]) for r in unit]
-    return decode_datasets(datasets)
+    if first["kind"] == "slice":
+        return assemble_slices(_series_frames(unit, paths, ctx.out_dir))
+    if dataset is not None:
+        return decode_datasets([dataset])
+    return decode_datasets([read_dataset(paths[r["id"]]) for r in unit])
+
+
+def _series_frames(
+    unit: Sequence[Mapping[str, Any]], paths: Mapping[str, Path], out_dir: Path
+) -> list[Frame]:
+    """Frames of a series: from pass 1's scratch files, or decoded now when deferred."""
+    frames = []
+    for index, rec in enumerate(unit):
+        if "frame" in rec:
+            meta: Frame = rec["frame"]
+            values = np.load(out_dir / rec["pixels"], allow_pickle=False)
+            frames.append(replace(meta, values=values, order=(*meta.order[:2], index)))
+        else:
+            frames.append(slice_frame(read_dataset(paths[rec["id"]]), index))
+    return frames
 
 
 def _storable(array: np.ndarray) -> np.ndarray:
@@ -700,7 +803,12 @@ def _run_series(
     packed: tuple[list[dict[str, Any]], dict[str, Path]], ctx: _Context
 ) -> dict[str, Any]:
     unit, paths = packed
-    return run_unit(unit, paths, ctx)
+    try:
+        return run_unit(unit, paths, ctx)
+    finally:
+        for rec in unit:
+            if "pixels" in rec:
+                (ctx.out_dir / rec["pixels"]).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- grouping
@@ -888,6 +996,7 @@ def ingest(
         raise
     finally:
         reid.close()
+    shutil.rmtree(tmp / SCRATCH_DIR, ignore_errors=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return summary
@@ -1058,7 +1167,8 @@ def _account_unit(
         acc.units_decoded += 1
         if cache is not None and result.get("key"):
             stored = {k: v for k, v in result.items() if k not in ("cached", "key")}
-            cache.store(result["key"], stored, ctx.out_dir)
+            files = [_file_key(r, ctx) for r in unit]
+            cache.store(result["key"], stored, ctx.out_dir, files)
     acc.images_dropped += int(result.get("n_dropped", 0))
     if result.get("rows"):
         acc.files_ingested += len(unit)

@@ -11,6 +11,8 @@ Layout under the cache root (kept outside the stage's outputs, so that DVC delet
 
     units/<2 hex>/<key>.json          the unit's result (rows and outcome; keys only)
     units/<2 hex>/<key>/<image>.nii*  its images, hard links (or copies) of the outputs
+    files/<2 hex>/<file key>          empty marker: this file (content and settings) is
+                                      part of a cached unit, so pass 1 need not decode it
 
 Everything in it is pseudonymous (keyed hashes, NIfTI without header text): it can be
 deleted at any time, which only costs a full re-decode. Writes are atomic (temporary
@@ -108,13 +110,31 @@ class UnitCache:
             return None
         return result
 
-    def store(self, key: str, result: Mapping[str, Any], out_dir: Path) -> None:
+    def knows_file(self, file_key: str) -> bool:
+        """Whether a stored unit holds this file (a hint: the unit itself may have changed).
+
+        Args:
+            file_key: keyed hash of the file's content and the settings.
+        """
+        return self._marker(file_key).exists()
+
+    def _marker(self, file_key: str) -> Path:
+        return self.root / "files" / file_key[-2:] / file_key
+
+    def store(
+        self,
+        key: str,
+        result: Mapping[str, Any],
+        out_dir: Path,
+        file_keys: Iterable[str] = (),
+    ) -> None:
         """Keep a unit's result and images (written under ``out_dir``) for later runs.
 
         Args:
             key: unit key.
             result: JSON-serialisable result with ``rows`` (each with ``nifti``).
             out_dir: where the images are now.
+            file_keys: keys of the unit's files (markers for :meth:`knows_file`).
         """
         entry = self._entry(key)
         objects = entry.with_suffix("")
@@ -126,3 +146,7 @@ class UnitCache:
         tmp = entry.with_name(f".{entry.name}.{os.getpid()}-{os.urandom(4).hex()}")
         tmp.write_text(payload)
         tmp.replace(entry)
+        for file_key in file_keys:
+            marker = self._marker(file_key)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()

@@ -20,12 +20,50 @@ def _square_or_die(x: int) -> int:
     return x * x
 
 
-def test_local_engine_survives_a_dying_worker() -> None:
+@pytest.mark.parametrize("n", [12, 100])  # one item per task; batches of 6 items
+def test_local_engine_survives_a_dying_worker(n: int) -> None:
     engine = LocalEngine(2, progress=False)
-    results = dict(engine.imap(_square_or_die, list(range(12)), "t"))
-    assert sorted(results) == list(range(12))
+    try:
+        results = dict(engine.imap(_square_or_die, list(range(n)), "t"))
+    finally:
+        engine.close()
+    assert sorted(results) == list(range(n))
     assert isinstance(results[3], WorkerCrash)
-    assert {i: r for i, r in results.items() if i != 3} == {i: i * i for i in range(12) if i != 3}
+    assert {i: r for i, r in results.items() if i != 3} == {i: i * i for i in range(n) if i != 3}
+
+
+def _fail_on_five(x: int) -> int:
+    if x == 5:
+        raise ValueError("bad item")
+    return x
+
+
+def test_an_exception_costs_only_its_own_item_in_a_batch() -> None:
+    engine = LocalEngine(2, progress=False)
+    try:
+        results = dict(engine.imap(_fail_on_five, list(range(64)), "t"))
+    finally:
+        engine.close()
+    assert isinstance(results[5], WorkerCrash) and "ValueError" in results[5].message
+    assert {i: r for i, r in results.items() if i != 5} == {i: i for i in range(64) if i != 5}
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_local_engine_keeps_its_workers_until_a_crash_or_close() -> None:
+    engine = LocalEngine(2, progress=False)
+    try:
+        first = set(dict(engine.imap(_pid, list(range(8)), "t")).values())
+        second = set(dict(engine.imap(_pid, list(range(8)), "t")).values())
+        assert len(first | second) <= 2  # the second pass ran on the same processes
+        crashed = dict(engine.imap(_square_or_die, list(range(6)), "t"))
+        assert isinstance(crashed[3], WorkerCrash)
+        after = set(dict(engine.imap(_pid, list(range(4)), "t")).values())
+        assert after.isdisjoint(first | second)  # a fresh pool replaced the broken one
+    finally:
+        engine.close()
 
 
 def test_inline_engine_keeps_order() -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from medssl import ingest as ingest_module
 from medssl.cli import main as cli_main
 from medssl.ingest import IngestOptions, ingest, options_from_params
 from medssl.io.deid import DEMO_SECRET, Pseudonymizer
@@ -53,6 +54,43 @@ def test_reingestion_reuses_unchanged_units(export: Path, tmp_path: Path) -> Non
     save(ct_slice(1, 4), export / "ct" / "4.dcm")  # one slice added to the series
     third = _run(export, tmp_path / "a", cache_dir=cache)
     assert (third["units_decoded"], third["units_reused"]) == (2, 3)
+    # the changed series' old slices were not decoded in pass 1 (cached files) but in
+    # pass 2: the result equals a run without cache
+    _run(export, tmp_path / "c")
+    assert (tmp_path / "a" / "manifest.csv").read_bytes() == (
+        tmp_path / "c" / "manifest.csv"
+    ).read_bytes()
+    for rel in pd.read_csv(tmp_path / "c" / "manifest.csv")["nifti"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "c" / rel).read_bytes()
+    assert not any(p.name.startswith(".") for p in (tmp_path / "a").rglob("*"))  # no scratch
+
+
+def test_a_corrupt_slice_is_quarantined_alone(tmp_path: Path) -> None:
+    """One truncated slice: quarantined with its reason; the rest of the series ingests."""
+    src = tmp_path / "src"
+    for k in range(6):
+        save(ct_slice(1, k), src / f"{k}.dcm")
+    broken = src / "3.dcm"
+    broken.write_bytes(broken.read_bytes()[:-100])
+    summary = _run(src, tmp_path / "out")
+    assert (summary["files_quarantined"], summary["files_ingested"]) == (1, 5)
+    quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv")
+    assert list(quarantine["reason"]) == ["truncated_pixel_data"]
+    (row,) = pd.read_csv(tmp_path / "out" / "manifest.csv").to_dict("records")
+    assert row["shape"].endswith("x5") and "missing_slices" in row["qc_flags"]
+
+
+def test_files_read_twice_when_too_large_give_the_same_outputs(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ``IN_MEMORY_BYTES`` a file is hashed in chunks and read again to decode."""
+    _run(export, tmp_path / "memory")
+    monkeypatch.setattr(ingest_module, "IN_MEMORY_BYTES", 0)
+    _run(export, tmp_path / "twice")
+    manifest = (tmp_path / "memory" / "manifest.csv").read_bytes()
+    assert manifest == (tmp_path / "twice" / "manifest.csv").read_bytes()
+    for rel in pd.read_csv(tmp_path / "memory" / "manifest.csv")["nifti"]:
+        assert (tmp_path / "memory" / rel).read_bytes() == (tmp_path / "twice" / rel).read_bytes()
 
 
 def test_cache_misses_when_settings_change(export: Path, tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ from their median by more than 1 %), ``missing_slices`` (a gap over 1.5x the med
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from collections import Counter, defaultdict
@@ -138,12 +139,13 @@ class DecodedImage:
 # --------------------------------------------------------------------------- reading
 
 
-def read_dataset(path: Path, *, header_only: bool = False) -> Dataset:
+def read_dataset(path: Path, *, header_only: bool = False, data: bytes | None = None) -> Dataset:
     """Read one DICOM file.
 
     Args:
         path: file, with or without extension and preamble.
         header_only: stop before the pixel data (cheap grouping pass).
+        data: the file's bytes when already in memory (``path`` is then not read).
 
     Returns:
         The dataset.
@@ -152,10 +154,11 @@ def read_dataset(path: Path, *, header_only: bool = False) -> Dataset:
         DicomError: ``empty_file``, ``not_dicom``, ``unreadable`` or ``truncated_pixel_data``
             (the file ends inside its pixel data, so pydicom returns no elements).
     """
-    if path.stat().st_size == 0:
+    if (len(data) if data is not None else path.stat().st_size) == 0:
         raise DicomError("empty_file", "zero-byte file")
+    source: Path | io.BytesIO = path if data is None else io.BytesIO(data)
     try:
-        ds = _dcmread(path, header_only, force=False)
+        ds = _dcmread(source, header_only, force=False)
     except InvalidDicomError:
         ds = None
     except DicomError:
@@ -164,7 +167,9 @@ def read_dataset(path: Path, *, header_only: bool = False) -> Dataset:
         raise DicomError("unreadable", f"DICOM parse error: {type(exc).__name__}") from exc
     if ds is None:  # files without preamble (PS3.10 7.1 violations) are common in old exports
         try:
-            ds = _dcmread(path, header_only, force=True)
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            ds = _dcmread(source, header_only, force=True)
         except DicomError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -174,10 +179,10 @@ def read_dataset(path: Path, *, header_only: bool = False) -> Dataset:
     return ds
 
 
-def _dcmread(path: Path, header_only: bool, *, force: bool) -> Dataset:
+def _dcmread(source: Path | io.BytesIO, header_only: bool, *, force: bool) -> Dataset:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = pydicom.dcmread(path, stop_before_pixels=header_only, force=force)
+        ds = pydicom.dcmread(source, stop_before_pixels=header_only, force=force)
     eof = any("end of file" in str(w.message).lower() for w in caught)
     if eof and (len(ds) == 0 or "PixelData" in ds):
         raise DicomError("truncated_pixel_data", "file ends inside its data elements")

@@ -66,7 +66,7 @@ def write_nifti(
         with Opener(str(tmp), "wb") as fh:
             fh.write(header.binaryblock)
             fh.write(b"\0" * (VOX_OFFSET - len(header.binaryblock)))  # no extensions
-            fh.write(data.tobytes(order="F"))  # one memcpy, not nibabel's row-by-row copy
+            fh.fobj.write(data.T.data)  # the buffer itself: no copy, one write
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -164,7 +164,7 @@ def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
         affine: ``(4, 4)`` voxel-to-RAS.
 
     Returns:
-        ``(array, affine)``; a reoriented array is Fortran-contiguous (written as is).
+        ``(array, affine)``; a reoriented array is a view (flipped or permuted axes).
     """
     if array.ndim != 3:
         return array, affine
@@ -173,7 +173,7 @@ def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
         return array, affine
     out = apply_orientation(array, ornt)
     new_affine = affine @ inv_ornt_aff(ornt, array.shape)
-    return np.asfortranarray(out), new_affine  # NIfTI stores Fortran order: no second copy
+    return out, new_affine  # a view: write_nifti makes the one Fortran-ordered copy
 
 
 def resample(
