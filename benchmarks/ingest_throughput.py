@@ -11,7 +11,8 @@ any ingestion that hashes and writes (read, SHA-256, write the same bytes; one p
 medssl ingestion (decode, de-identify, write NIfTI and manifest; no cache) with 1 and 2
 workers, writing ``.nii`` and ``.nii.gz``; and dcm2niix (``-z n`` and ``-z y``) when installed
 (Debian package ``dcm2niix``; skipped cleanly when absent). Each figure is the best of
-``--repeats`` runs (page cache warmed first), reported as files/s and MB/s of source
+``--repeats`` runs, the methods taking turns within each repeat so that all of them see
+the same load on a shared machine (page cache warmed first), reported as files/s and MB/s of source
 DICOM, and as CPU seconds of all processes (files per CPU-second: the per-worker cost,
 robust to other load on a shared machine). Prints a Markdown table and the goal ratios,
 and writes JSON with the machine's load average.
@@ -130,15 +131,11 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _best(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Best wall time and best CPU time (all processes) over ``repeats`` runs."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        start, cpu = time.perf_counter(), _cpu()
-        fn()
-        walls.append(time.perf_counter() - start)
-        cpus.append(_cpu() - cpu)
-    return min(walls), min(cpus)
+def _timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """Wall time and CPU time (all processes) of one run."""
+    start, cpu = time.perf_counter(), _cpu()
+    fn()
+    return time.perf_counter() - start, _cpu() - cpu
 
 
 def bare_loop(files: list[Path]) -> None:
@@ -214,9 +211,16 @@ def measure(name: str, src: Path, scratch: Path, repeats: int) -> list[dict[str,
             methods.append(
                 (f"dcm2niix -z {'y' if gz else 'n'}", dcm2niix_run(src, scratch / "d", gz))
             )
+    walls: dict[str, list[float]] = {m: [] for m, _ in methods}
+    cpus: dict[str, list[float]] = {m: [] for m, _ in methods}
+    for _ in range(repeats):  # round robin: every method sees the same machine conditions
+        for method, fn in methods:
+            wall, cpu = _timed(fn)
+            walls[method].append(wall)
+            cpus[method].append(cpu)
     rows = []
-    for method, fn in methods:
-        seconds, cpu = _best(fn, repeats)
+    for method, _ in methods:
+        seconds, cpu = min(walls[method]), min(cpus[method])
         rows.append(
             {
                 "data": name,
@@ -293,7 +297,7 @@ def main() -> None:
     parser.add_argument("--n-series", type=int, default=4)
     parser.add_argument("--slices", type=int, default=64)
     parser.add_argument("--ct-size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--sets", nargs="+", default=["2D raw", "2D J2K", "CT"], help="data sets to measure"
     )

@@ -8,14 +8,18 @@ applies to every output).
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import nibabel as nib
 import numpy as np
-from nibabel.openers import Opener
+from isal import igzip
 from nibabel.orientations import aff2axcodes, apply_orientation, inv_ornt_aff, io_orientation
+
+#: ISA-L igzip level for ``.nii.gz`` (0-3; 1 is its fastest with real compression).
+GZIP_LEVEL = 1
 
 #: Byte offset of the voxels in a single-file NIfTI-1 image without extensions.
 VOX_OFFSET = 352
@@ -36,13 +40,15 @@ class NiftiError(Exception):
 def write_nifti(
     path: Path, array: np.ndarray, affine: np.ndarray, *, scale: float | None = None
 ) -> None:
-    """Write an image atomically; gzip output is deterministic (nibabel writes mtime 0).
+    """Write an image atomically; ``.nii.gz`` is compressed with ISA-L and deterministic.
 
     The header is nibabel's (sform and qform code 1); the voxels are written in one piece
-    in NIfTI's Fortran order (NIfTI-1 ``vox_offset`` 352, no extensions), which gives the
-    same bytes as ``nibabel.save`` without its row-by-row copy of C-ordered arrays. The
-    image is written to a temporary sibling and renamed, so a reader (or a second writer of
-    the same content) never sees a partial file.
+    in NIfTI's Fortran order (NIfTI-1 ``vox_offset`` 352, no extensions): a ``.nii`` has
+    the same bytes as ``nibabel.save``. ``.nii.gz`` is gzip (RFC 1952) from ISA-L's igzip
+    (``isal``, :data:`GZIP_LEVEL`), about six times faster than zlib level 1 on CT, with no
+    file name and mtime 0 in the gzip header, so equal images give equal bytes. The image is
+    written to a temporary sibling and renamed, so a reader (or a second writer of the same
+    content) never sees a partial file.
 
     Args:
         path: ``.nii`` or ``.nii.gz`` destination; parents are created.
@@ -60,16 +66,25 @@ def write_nifti(
     header = img.header
     header.set_data_offset(VOX_OFFSET)
     header.set_slope_inter(1.0 if scale is None else float(scale), 0.0)
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.{_token()}{suffix}")
+    gz = path.name.endswith(".gz")
+    tmp = path.with_name(f".{path.name}.{_token()}{'.nii.gz' if gz else '.nii'}")
     try:
-        with Opener(str(tmp), "wb") as fh:
-            fh.write(header.binaryblock)
-            fh.write(b"\0" * (VOX_OFFSET - len(header.binaryblock)))  # no extensions
-            fh.fobj.write(data.T.data)  # the buffer itself: no copy, one write
+        with open(tmp, "wb") as raw:
+            if gz:
+                with igzip.IGzipFile("", "wb", GZIP_LEVEL, raw, mtime=0) as zipped:
+                    _write_image(zipped, header.binaryblock, data)
+            else:
+                _write_image(raw, header.binaryblock, data)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_image(fh: BinaryIO | gzip.GzipFile, header: bytes, data: np.ndarray) -> None:
+    """Header, padding to :data:`VOX_OFFSET` (no extensions), then the Fortran-ordered voxels."""
+    fh.write(header)
+    fh.write(b"\0" * (VOX_OFFSET - len(header)))
+    fh.write(data.T.data)  # the buffer itself: no copy, one write
 
 
 def _token() -> str:
