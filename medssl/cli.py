@@ -41,6 +41,7 @@ def _ingest(args: argparse.Namespace) -> int:
             else None,
             reid_table=args.reid_table,
             parquet=args.parquet,
+            timeout_s=args.timeout if args.timeout > 0 else None,
         )
         secret = secret_from_env(demo=args.demo)
         summary = ingest(args.sources, args.out, secret=secret, options=options)
@@ -81,6 +82,13 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ing.add_argument("--size-3d", type=int, nargs=3, metavar="N")
     ing.add_argument("--no-compress", action="store_true", help="write .nii, not .nii.gz")
     ing.add_argument("--parquet", action="store_true", help="also write Parquet tables")
+    ing.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="stop a worker stuck on one file or series after S seconds (0: never)",
+    )
     ing.add_argument(
         "--reid-table", type=Path, help="write the re-identification CSV here (outside the repo)"
     )

@@ -4,12 +4,12 @@ Both engines run one picklable function over many items and yield ``(index, resu
 pairs as they complete, keeping at most a small window of items in flight so that
 memory stays bounded whatever the number of items.
 
-* :class:`LocalEngine` (``ingest.engine: local``): inline for one worker, else a
-  :class:`~concurrent.futures.ProcessPoolExecutor` kept for the engine's life. A worker
-  that dies (a decoder that segfaults, the kernel's OOM killer) breaks the pool; the
-  items that were in flight are then retried one at a time in a fresh pool, and an item
-  that kills its worker again is reported as :class:`WorkerCrash` instead of stopping
-  the run.
+* :class:`LocalEngine` (``ingest.engine: local``): inline for one worker, else a pebble
+  :class:`~pebble.ProcessPool` kept for the engine's life. A worker that dies (a decoder
+  that segfaults, the kernel's OOM killer) or runs past ``timeout_s`` (a hung decoder)
+  costs only its task; the items of a lost batch run again one at a time, and an item
+  that kills its worker or times out again is reported as :class:`WorkerCrash` instead of
+  stopping the run.
 * :class:`DaskEngine` (``ingest.engine: dask``): the same function on
   ``dask.distributed`` workers, on a cluster given by address or on a
   :class:`~dask.distributed.LocalCluster` started for the run. Every worker must see the
@@ -24,11 +24,9 @@ import logging
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
@@ -47,13 +45,15 @@ MALLOC_MMAP_THRESHOLD = 64 * 2**20
 
 @dataclass(frozen=True)
 class WorkerCrash:
-    """The worker process running an item died (the item's result is lost).
+    """The worker running an item died, raised or was stopped (the result is lost).
 
     Attributes:
         message: what happened, without any path or identifier.
+        reason: quarantine reason code: ``worker_crashed`` or ``timeout``.
     """
 
     message: str
+    reason: str = "worker_crashed"
 
 
 class Engine(Protocol):
@@ -134,23 +134,32 @@ def _bar(total: int, desc: str, progress: bool) -> tqdm[Any]:
 
 
 class LocalEngine:
-    """Inline (``workers == 1``) or process-pool execution on this machine."""
+    """Inline (``workers == 1``) or a pebble process pool on this machine."""
 
-    def __init__(self, workers: int, *, progress: bool = True) -> None:
+    def __init__(
+        self, workers: int, *, progress: bool = True, timeout_s: float | None = None
+    ) -> None:
         """Configure.
 
         Args:
             workers: processes (>= 1); 1 runs inline, in this process.
             progress: show a progress bar on stderr (counts only).
+            timeout_s: stop an item's worker after this many seconds (a hung decoder)
+                and report the item as a :class:`WorkerCrash` with reason ``timeout``;
+                None waits for ever. Needs ``workers >= 2`` (an inline item cannot be
+                stopped).
 
         Raises:
-            ValueError: ``workers < 1``.
+            ValueError: ``workers < 1`` or ``timeout_s <= 0``.
         """
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.workers = workers
         self.progress = progress
-        self._pools = _Pools(workers)
+        self.timeout_s = timeout_s
+        self._pool: Any = None
         if workers == 1:
             tune_malloc()  # items run in this process
 
@@ -159,8 +168,12 @@ class LocalEngine:
     ) -> Iterator[tuple[int, R | WorkerCrash]]:
         """See :class:`Engine`; order of completion, every index once.
 
-        The worker processes are started on the first call and kept for the next ones
-        (ingestion's two passes share warm workers) until :meth:`close`.
+        Items go to the workers in batches (:func:`chunk_size`). A batch whose worker
+        dies or runs out of time is split and its items run again one per task, so that
+        a crash or a timeout is charged to the item that caused it. The worker processes
+        are started on the first call and kept for the next ones (ingestion's two passes
+        share warm workers) until :meth:`close`; pebble replaces a worker that died or
+        was stopped.
         """
         bar = _bar(len(items), desc, self.progress)
         try:
@@ -171,33 +184,82 @@ class LocalEngine:
                     yield i, value
                     bar.update()
                 return
-            suspects: list[int] = []
             size = chunk_size(len(items), self.workers)
             chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
-            batches = [[items[i] for i in chunk] for chunk in chunks]
-            batch_fn = partial(_run_batch, fn)
-            runs = _pool_run(batch_fn, batches, list(range(len(chunks))), self._pools, suspects)
-            for c, results in runs:
-                if isinstance(results, WorkerCrash):  # the batch itself failed (e.g. pickling)
-                    results = [results] * len(chunks[c])
+            retry: list[int] = []
+            for c, results in self._run(fn, [[items[i] for i in chunk] for chunk in chunks]):
+                if isinstance(results, WorkerCrash) and len(chunks[c]) > 1:
+                    retry.extend(chunks[c])
+                    continue
+                if isinstance(results, WorkerCrash):
+                    results = [results]
                 for i, result in zip(chunks[c], results, strict=True):
                     yield i, result
                     bar.update()
-            suspects = [i for c in suspects for i in chunks[c]]
-            for i in suspects:  # each alone: a crash now is this item's own
-                alone = _Pools(1)
-                try:
-                    for j, result in _pool_run(fn, items, [i], alone, None):
-                        yield j, result
-                        bar.update()
-                finally:
-                    alone.close()
+            for c, results in self._run(fn, [[items[i]] for i in retry]):
+                only = results if isinstance(results, WorkerCrash) else results[0]
+                yield retry[c], only
+                bar.update()
+        except BaseException:
+            self._stop()  # the consumer stopped or failed: do not leave items running
+            raise
         finally:
             bar.close()
 
+    def _run(
+        self, fn: Callable[[T], R], batches: Sequence[Sequence[T]]
+    ) -> Iterator[tuple[int, list[R | WorkerCrash] | WorkerCrash]]:
+        """Batches through the pool, a window at a time; a lost batch is a WorkerCrash."""
+        pool = self._get_pool()
+        todo = deque(range(len(batches)))
+        running: dict[Any, int] = {}
+        window = self.workers * WINDOW_PER_WORKER
+        while todo or running:
+            while todo and len(running) < window:
+                c = todo.popleft()
+                timeout = None if self.timeout_s is None else self.timeout_s * len(batches[c])
+                running[pool.schedule(_run_batch, args=(fn, batches[c]), timeout=timeout)] = c
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                c = running.pop(fut)
+                yield c, _outcome(fut)
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            from pebble import ProcessPool
+
+            self._pool = ProcessPool(max_workers=self.workers, initializer=init_worker)
+        return self._pool
+
+    def _stop(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join()
+            self._pool = None
+
     def close(self) -> None:
         """Stop the worker processes."""
-        self._pools.close()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+
+def _outcome(fut: Any) -> Any:
+    """A finished pebble future's batch results, or the WorkerCrash that lost them."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from pebble import ProcessExpired
+
+    try:
+        return fut.result()
+    except FutureTimeout as exc:
+        seconds = exc.args[1] if len(exc.args) > 1 else "?"
+        return WorkerCrash(f"stopped after {seconds} s (hung decoder?)", reason="timeout")
+    except ProcessExpired as exc:
+        return WorkerCrash(f"worker process died (exit code {exc.exitcode})")
+    except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+        return WorkerCrash(f"worker raised {type(exc).__name__}")
 
 
 def chunk_size(n_items: int, workers: int) -> int:
@@ -218,79 +280,6 @@ def _run_batch(fn: Callable[[T], R], batch: Sequence[T]) -> list[R | WorkerCrash
         except Exception as exc:  # noqa: BLE001 - reported per item, as for single items
             out.append(WorkerCrash(f"worker raised {type(exc).__name__}"))
     return out
-
-
-class _Pools:
-    """One process pool at a time, started on demand and replaced after it breaks."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-
-    def get(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=init_worker)
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-
-def _pool_run(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    indices: Sequence[int],
-    pools: _Pools,
-    suspects: list[int] | None,
-) -> Iterator[tuple[int, R | WorkerCrash]]:
-    """Run ``indices`` over ``pools``, starting a fresh pool after a broken one.
-
-    Items in flight when a pool breaks are parked in ``suspects`` (to be retried alone);
-    with ``suspects=None`` (a lone item) they are reported as :class:`WorkerCrash`.
-    """
-    todo = deque(indices)
-    window = pools.workers * WINDOW_PER_WORKER
-    while todo:
-        lost: list[int] = []
-        before = len(todo)
-        pool = pools.get()
-        running: dict[Future[R], int] = {}
-        try:
-            while (todo or running) and not lost:
-                while todo and len(running) < window:
-                    try:
-                        fut = pool.submit(fn, items[todo[0]])
-                    except BrokenProcessPool:
-                        break
-                    running[fut] = todo.popleft()
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i = running.pop(fut)
-                    exc = fut.exception()
-                    if isinstance(exc, BrokenProcessPool):
-                        lost.append(i)
-                    elif exc is not None:
-                        yield i, WorkerCrash(f"worker raised {type(exc).__name__}")
-                    else:
-                        yield i, fut.result()
-        except BaseException:
-            pools.close()  # the consumer stopped: do not leave items running
-            raise
-        if lost or running:
-            lost.extend(running.values())
-            pools.close()
-        if not lost and len(todo) == before:
-            pools.close()
-            raise RuntimeError("process pool could not run any item (cannot start workers)")
-        for i in sorted(lost):
-            if suspects is None:
-                yield i, WorkerCrash("worker process died while processing this item")
-            else:
-                suspects.append(i)
 
 
 class DaskEngine:
@@ -379,7 +368,12 @@ def _quiet_call(fn: Callable[[T], R], item: T) -> R:
 
 
 def make_engine(
-    kind: str, workers: int, *, address: str | None = None, progress: bool = True
+    kind: str,
+    workers: int,
+    *,
+    address: str | None = None,
+    progress: bool = True,
+    timeout_s: float | None = None,
 ) -> Engine:
     """Engine named by ``ingest.engine``.
 
@@ -388,12 +382,14 @@ def make_engine(
         workers: worker processes.
         address: Dask scheduler address (``dask`` only; None starts a LocalCluster).
         progress: progress bars on stderr.
+        timeout_s: per-item time limit (``local`` with ``workers >= 2`` only; Dask cannot
+            stop a running task).
 
     Raises:
         ValueError: unknown kind.
     """
     if kind == "local":
-        return LocalEngine(workers, progress=progress)
+        return LocalEngine(workers, progress=progress, timeout_s=timeout_s)
     if kind == "dask":
         return DaskEngine(workers, address=address, progress=progress)
     raise ValueError(f"ingest.engine must be one of {list(ENGINES)}, got {kind!r}")

@@ -137,6 +137,7 @@ REASONS: dict[str, str] = {
     "decode_error": "unexpected error while decoding a unit (a bug: please report)",
     "write_failed": "the NIfTI could not be written",
     "worker_crashed": "the worker process died on this unit (retried alone first)",
+    "timeout": "decoding ran past ingest.timeout_s (a hung decoder; its worker was stopped)",
     "qc_<flag>": "every image of the unit has a flag of ingest.drop_flags (quarantine)",
 }
 
@@ -177,6 +178,8 @@ class IngestOptions:
         reid_table: write the re-identification table there (outside the repository).
         parquet: also write ``manifest.parquet`` and ``quarantine.parquet``.
         progress: progress bars on stderr.
+        timeout_s: seconds a worker may spend on one file or series before it is stopped
+            and the item quarantined (``timeout``); local engine with workers >= 2 only.
     """
 
     workers: int = 1
@@ -197,6 +200,7 @@ class IngestOptions:
     reid_table: Path | None = None
     parquet: bool = False
     progress: bool = True
+    timeout_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         """Check values, naming the offending option."""
@@ -218,6 +222,8 @@ class IngestOptions:
                 raise ValueError(f"ingest.resample: {dims}D target needs {dims} values > 0")
         if self.max_voxels < 1:
             raise ValueError("ingest.max_voxels must be >= 1")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError("ingest.timeout_s must be > 0 (or null: no limit)")
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change written images or rows (for the cache fingerprint)."""
@@ -1062,6 +1068,7 @@ def _ingest_into(
         ctx.options.workers,
         address=ctx.options.dask_address,
         progress=ctx.options.progress,
+        timeout_s=ctx.options.timeout_s,
     )
     cache = UnitCache(ctx.options.cache_dir) if ctx.options.cache_dir else None
     try:
@@ -1092,7 +1099,7 @@ def _pass_files(
                 "id": tasks[i][0].ident,
                 "source_key": deid.Pseudonymizer(ctx.secret).key("path", key_text(rel)),
                 "kind": "quarantine",
-                "reason": "worker_crashed",
+                "reason": rec.reason,
                 "message": rec.message,
             }
         reid.add(rec)
@@ -1208,7 +1215,7 @@ def _pass_series(
     work = [(u, {r["id"]: paths[r["id"]] for r in u}) for u in todo]
     for i, result in engine.imap(partial(_run_series, ctx=ctx), work, "series"):
         if isinstance(result, WorkerCrash):
-            result = {"rows": [], "quarantine": ["worker_crashed", result.message], "key": None}
+            result = {"rows": [], "quarantine": [result.reason, result.message], "key": None}
         _account_unit(todo[i], result, ctx, acc, cache)
 
 
@@ -1360,4 +1367,20 @@ def options_from_params(params: Mapping[str, Any]) -> IngestOptions:
         sidecar=sidecar_from_params(params),
         reid_table=Path(reid) if reid else None,
         parquet=_optional(params, "ingest.parquet", bool, d.parquet),
+        timeout_s=_timeout(params),
     )
+
+
+def _timeout(params: Mapping[str, Any]) -> float | None:
+    """``ingest.timeout_s``: absent means the default, null means no limit."""
+    section = params.get("ingest") or {}
+    if "timeout_s" not in section:
+        return IngestOptions().timeout_s
+    value = section["timeout_s"]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        from medssl.params import ParamsError
+
+        raise ParamsError(f"ingest.timeout_s must be a number of seconds or null, got {value!r}")
+    return float(value)

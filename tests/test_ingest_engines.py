@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +39,25 @@ def _fail_on_five(x: int) -> int:
     return x
 
 
+def _hang_on_two(x: int) -> int:
+    if x == 2:
+        time.sleep(600)  # a decoder stuck in a loop
+    return x
+
+
+@pytest.mark.parametrize("n", [6, 80])  # alone; inside a batch of 5
+def test_a_hung_item_is_stopped_and_reported(n: int) -> None:
+    engine = LocalEngine(2, progress=False, timeout_s=1.0)
+    start = time.perf_counter()
+    try:
+        results = dict(engine.imap(_hang_on_two, list(range(n)), "t"))
+    finally:
+        engine.close()
+    assert time.perf_counter() - start < 60
+    assert isinstance(results[2], WorkerCrash) and results[2].reason == "timeout"
+    assert {i: r for i, r in results.items() if i != 2} == {i: i for i in range(n) if i != 2}
+
+
 def test_an_exception_costs_only_its_own_item_in_a_batch() -> None:
     engine = LocalEngine(2, progress=False)
     try:
@@ -59,9 +79,9 @@ def test_local_engine_keeps_its_workers_until_a_crash_or_close() -> None:
         second = set(dict(engine.imap(_pid, list(range(8)), "t")).values())
         assert len(first | second) <= 2  # the second pass ran on the same processes
         crashed = dict(engine.imap(_square_or_die, list(range(6)), "t"))
-        assert isinstance(crashed[3], WorkerCrash)
-        after = set(dict(engine.imap(_pid, list(range(4)), "t")).values())
-        assert after.isdisjoint(first | second)  # a fresh pool replaced the broken one
+        assert isinstance(crashed[3], WorkerCrash) and crashed[3].reason == "worker_crashed"
+        after = dict(engine.imap(_square_or_die, [0, 1, 2, 4, 5], "t"))
+        assert after == {0: 0, 1: 1, 2: 4, 3: 16, 4: 25}  # the dead worker was replaced
     finally:
         engine.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -78,6 +79,28 @@ def test_a_corrupt_slice_is_quarantined_alone(tmp_path: Path) -> None:
     assert list(quarantine["reason"]) == ["truncated_pixel_data"]
     (row,) = pd.read_csv(tmp_path / "out" / "manifest.csv").to_dict("records")
     assert row["shape"].endswith("x5") and "missing_slices" in row["qc_flags"]
+
+
+def test_a_hung_decoder_is_stopped_and_quarantined(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose reading never ends costs its worker, not the run (timeout_s)."""
+    save(radiograph(7), export / "xr" / "hang.dcm")
+    real = ingest_module._read_header
+
+    def stuck(path: Path, data: bytes | None) -> object:
+        if path.name == "hang.dcm":
+            time.sleep(600)  # a decoder in an endless loop
+        return real(path, data)
+
+    monkeypatch.setattr(ingest_module, "_read_header", stuck)  # forked workers inherit it
+    summary = _run(export, tmp_path / "out", workers=2, timeout_s=2.0)
+    quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv")
+    assert list(quarantine["reason"]) == ["timeout"]
+    assert summary["images_ingested"] == 4  # 3 radiographs and the CT; the scout is dropped
+    assert summary["files_seen"] == (
+        summary["files_ingested"] + summary["files_quarantined"] + summary["files_skipped"]
+    )
 
 
 def test_files_read_twice_when_too_large_give_the_same_outputs(
@@ -222,6 +245,12 @@ def test_options_from_params_and_the_checked_in_params() -> None:
     options = options_from_params(params)
     assert options.sidecar == SidecarSpec("s.csv", "stem", {"view": "proj"})
     assert options.spacing_3d == (1.0, 1.0, 2.0)
+    assert options.timeout_s == float(params["ingest"]["timeout_s"])
+    params["ingest"]["timeout_s"] = None
+    assert options_from_params(params).timeout_s is None
+    params["ingest"]["timeout_s"] = "ten minutes"
+    with pytest.raises(ValueError, match="ingest.timeout_s"):
+        options_from_params(params)
 
 
 def test_cli_ingest_prints_the_invariant(
