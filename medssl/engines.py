@@ -90,9 +90,8 @@ def tune_malloc() -> bool:
     """Keep freed image-sized buffers in the heap instead of returning them to the kernel.
 
     Decoding allocates and frees buffers of a few MB per file. With glibc's defaults each
-    is mmap'ed, page-faulted in 4 KiB pages and unmapped again (about 2800 minor faults
-    per 1024x1024 radiograph, 40 % of its ingestion time measured with
-    ``benchmarks/ingest_throughput.py``). Raising ``M_MMAP_THRESHOLD`` and
+    is mmap'ed, page-faulted in 4 KiB pages and unmapped again (thousands of minor faults
+    per 1024x1024 radiograph, counted with ``getrusage``). Raising ``M_MMAP_THRESHOLD`` and
     ``M_TRIM_THRESHOLD`` (``mallopt(3)``) lets the process reuse that memory: a worker
     keeps up to ``2 * MALLOC_MMAP_THRESHOLD`` of freed memory. A no-op (False) where the C
     library has no ``mallopt`` (macOS, musl).
