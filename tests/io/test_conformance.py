@@ -219,6 +219,19 @@ def test_every_file_decodes_or_raises_dicom_error() -> None:
     assert all(outcome[name] == "ok" for name in decoded)
 
 
+def test_twelve_bit_jpeg_extended_without_a_decoder_is_decode_failed() -> None:
+    """pydicom's JPEG-lossy.dcm (JPEG Extended, 12 bit): pylibjpeg-libjpeg rejects its
+    codestream (misplaced marker) and GDCM 3.2 has no 12-bit JPEG Extended; the file must
+    come out as ``decode_failed``, never as an exception."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("JPEG-lossy.dcm")
+    assert path is not None  # shipped inside pydicom
+    with pytest.raises(DicomError) as err:
+        _decode_file(Path(path))
+    assert err.value.reason == "decode_failed"
+
+
 def test_enhanced_ct_two_frames_form_one_volume() -> None:
     (image,) = _decode_file(_need(PYDICOM_DATA / "eCT_Supplemental.dcm"))
     assert image.array.shape == (512, 512, 2)
