@@ -25,10 +25,12 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from pebble import ProcessExpired, ProcessPool
 from tqdm import tqdm
 
 T = TypeVar("T")
@@ -90,8 +92,7 @@ def tune_malloc() -> bool:
     """Keep freed image-sized buffers in the heap instead of returning them to the kernel.
 
     Decoding allocates and frees buffers of a few MB per file. With glibc's defaults each
-    is mmap'ed, page-faulted in 4 KiB pages and unmapped again (thousands of minor faults
-    per 1024x1024 radiograph, counted with ``getrusage``). Raising ``M_MMAP_THRESHOLD`` and
+    is mmap'ed, page-faulted in 4 KiB pages and unmapped again. Raising ``M_MMAP_THRESHOLD`` and
     ``M_TRIM_THRESHOLD`` (``mallopt(3)``) lets the process reuse that memory: a worker
     keeps up to ``2 * MALLOC_MMAP_THRESHOLD`` of freed memory. A no-op (False) where the C
     library has no ``mallopt`` (macOS, musl).
@@ -225,8 +226,6 @@ class LocalEngine:
 
     def _get_pool(self) -> Any:
         if self._pool is None:
-            from pebble import ProcessPool
-
             self._pool = ProcessPool(max_workers=self.workers, initializer=init_worker)
         return self._pool
 
@@ -246,10 +245,6 @@ class LocalEngine:
 
 def _outcome(fut: Any) -> Any:
     """A finished pebble future's batch results, or the WorkerCrash that lost them."""
-    from concurrent.futures import TimeoutError as FutureTimeout
-
-    from pebble import ProcessExpired
-
     try:
         return fut.result()
     except FutureTimeout as exc:
@@ -265,7 +260,7 @@ def chunk_size(n_items: int, workers: int) -> int:
     """Items per task: about 8 tasks per worker, at most :data:`MAX_CHUNK` items each.
 
     Batching amortises the per-task cost of the pool (pickling the function and its
-    context, one round trip), which is comparable to ingesting one small file.
+    context, one round trip to a worker).
     """
     return max(1, min(MAX_CHUNK, n_items // (8 * workers)))
 

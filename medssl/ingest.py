@@ -467,8 +467,6 @@ def _read_source(sf: SourceFile, rec: dict[str, Any]) -> bytes | None:
         sha = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(sf.path)
     except OSError as exc:
         raise _os_quarantine(exc) from exc
-    if data is not None and len(data) == 0:
-        raise _Quarantine("empty_file", "zero-byte file")
     rec.update(source_sha256=sha, format=_kind(sf.path), bytes=size)
     return data
 
@@ -549,21 +547,31 @@ def _spill_slice(ds: Any, sf: SourceFile, ctx: _Context) -> dict[str, Any]:
     """Decode a series slice now and keep its values in the scratch folder for pass 2."""
     try:
         frame = slice_frame(ds)
-    except DicomError as exc:
-        return {"kind": "quarantine", "reason": exc.reason, "message": exc.message}
-    except (MemoryError, RecursionError) as exc:
-        return {"kind": "quarantine", "reason": "resource_limit", "message": type(exc).__name__}
     except Exception as exc:  # noqa: BLE001 - one bad slice never stops the run
-        return {"kind": "quarantine", "reason": "decode_error", "message": type(exc).__name__}
+        reason, message = _decode_failure(exc)
+        return {"kind": "quarantine", "reason": reason, "message": message}
     rel = _scratch(sf.ident)
     try:
         path = ctx.out_dir / rel
         path.parent.mkdir(exist_ok=True)
         np.save(path, frame.values, allow_pickle=False)
     except OSError as exc:
-        reason = ["write_failed", f"{type(exc).__name__} (errno {exc.errno})"]
-        return {"kind": "quarantine", "reason": reason[0], "message": reason[1]}
+        reason, message = _write_failure(exc)
+        return {"kind": "quarantine", "reason": reason, "message": message}
     return {"frame": replace(frame, values=np.empty(0, frame.values.dtype)), "pixels": rel}
+
+
+def _decode_failure(exc: Exception) -> tuple[str, str]:
+    """Quarantine reason and message for an error while decoding a unit or a slice."""
+    if isinstance(exc, DicomError | NiftiError | RasterError):
+        return exc.reason, exc.message
+    if isinstance(exc, MemoryError | RecursionError):
+        return "resource_limit", type(exc).__name__
+    return "decode_error", f"unexpected {type(exc).__name__}"
+
+
+def _write_failure(exc: OSError) -> tuple[str, str]:
+    return "write_failed", f"{type(exc).__name__} (errno {exc.errno})"
 
 
 def _text(ds: Any, keyword: str) -> str:
@@ -679,12 +687,8 @@ def _decode_and_write(
     try:
         images = _decode(unit, paths, ctx, dataset)
         images = [_finalize(img, ctx.options) for img in images]
-    except (DicomError, NiftiError, RasterError) as exc:
-        return {**empty, "quarantine": [exc.reason, exc.message]}
-    except (MemoryError, RecursionError) as exc:
-        return {**empty, "quarantine": ["resource_limit", type(exc).__name__]}
     except Exception as exc:  # noqa: BLE001 - one bad unit never stops the run
-        return {**empty, "quarantine": ["decode_error", f"unexpected {type(exc).__name__}"]}
+        return {**empty, "quarantine": list(_decode_failure(exc))}
     extra = sorted({f for r in unit for f in r.get("flags", [])})
     if len(images) > 1:
         extra.append("volume_of_4d")
@@ -696,10 +700,7 @@ def _decode_and_write(
     try:
         rows = [_write(unit, im, k, len(images), extra, ctx) for k, im in kept]
     except OSError as exc:
-        return {
-            **empty,
-            "quarantine": ["write_failed", f"{type(exc).__name__} (errno {exc.errno})"],
-        }
+        return {**empty, "quarantine": list(_write_failure(exc))}
     return {**empty, "rows": rows, "n_dropped": len(images) - len(kept)}
 
 
@@ -1374,13 +1375,6 @@ def options_from_params(params: Mapping[str, Any]) -> IngestOptions:
 def _timeout(params: Mapping[str, Any]) -> float | None:
     """``ingest.timeout_s``: absent means the default, null means no limit."""
     section = params.get("ingest") or {}
-    if "timeout_s" not in section:
-        return IngestOptions().timeout_s
-    value = section["timeout_s"]
-    if value is None:
+    if "timeout_s" in section and section["timeout_s"] is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        from medssl.params import ParamsError
-
-        raise ParamsError(f"ingest.timeout_s must be a number of seconds or null, got {value!r}")
-    return float(value)
+    return _optional(params, "ingest.timeout_s", float, IngestOptions().timeout_s)

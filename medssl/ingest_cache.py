@@ -72,13 +72,12 @@ class UnitCache:
     """File-based cache of unit results (see the module docstring)."""
 
     def __init__(self, root: Path) -> None:
-        """Use (and create) ``root``.
+        """Use ``root``, created by the first :meth:`store` (constructing costs no I/O).
 
         Args:
             root: cache folder, e.g. ``.cache/ingest``.
         """
         self.root = root
-        (root / "units").mkdir(parents=True, exist_ok=True)
 
     def _entry(self, key: str) -> Path:
         return self.root / "units" / key[-2:] / f"{key}.json"

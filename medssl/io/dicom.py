@@ -57,7 +57,8 @@ import io
 import struct
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ PERCENTILE_STRIDE = 4
 PRESENTATION_CODES = 65535
 #: Value of one presentation code: readers see ``code * PRESENTATION_SCALE`` in [0, 1].
 PRESENTATION_SCALE = 1.0 / PRESENTATION_CODES
-#: Pixels per chunk of a lookup-table gather (keeps numpy's intp index copy in cache).
+#: Pixels per chunk of a lookup-table gather (bounds numpy's intp copy of the index).
 GATHER_CHUNK = 1 << 16
 
 #: Relative tolerance on slice spacing before a series is flagged as non-uniform.
@@ -260,7 +261,7 @@ def presentation_codes(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     Every step maps a stored value to one output value, so for 8- and 16-bit stored values
     the chain is evaluated once per possible value (a lookup table of 256 or 65536 entries,
     with the very pydicom functions) and applied with one gather: the same codes as
-    evaluating it per pixel, at a fraction of the float work on large radiographs.
+    evaluating it per pixel, without per-pixel float arithmetic.
 
     Args:
         ds: dataset.
@@ -298,7 +299,7 @@ def _voi(ds: Dataset, values: np.ndarray) -> np.ndarray:
 
 
 def _sample(stored: np.ndarray) -> np.ndarray:
-    """Strided sample for the percentiles: the sort, not the decode, dominated 2D CPU."""
+    """One pixel in ``PERCENTILE_STRIDE**2``, for the robust range's percentiles."""
     return stored[::PERCENTILE_STRIDE, ::PERCENTILE_STRIDE]
 
 
@@ -566,11 +567,6 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def _classic_frames(datasets: Sequence[Dataset]) -> list[Frame]:
-    """Frames of single-frame slices; keys ``(echo, temporal position, b-value)``."""
-    return [_classic_frame(ds, index) for index, ds in enumerate(datasets)]
-
-
 def slice_frame(ds: Dataset, index: int = 0) -> Frame:
     """Decode one single-frame cross-sectional slice into a frame of its series.
 
@@ -587,15 +583,24 @@ def slice_frame(ds: Dataset, index: int = 0) -> Frame:
     Raises:
         DicomError: with a quarantine reason code, as :func:`decode_datasets`.
     """
-    try:
+    with _malformed_header("cannot decode"):
         return _classic_frame(ds, index)
+
+
+@contextmanager
+def _malformed_header(what: str) -> Iterator[None]:
+    """Malformed headers (wrong VM, non-numeric strings, frame counts that do not match the
+    pixel data) surface as these built-in errors; ingestion needs a reason code instead."""
+    try:
+        yield
     except DicomError:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-        raise DicomError("malformed_header", f"cannot decode: {type(exc).__name__}") from exc
+        raise DicomError("malformed_header", f"{what}: {type(exc).__name__}") from exc
 
 
 def _classic_frame(ds: Dataset, index: int) -> Frame:
+    """One slice as a frame; keys ``(echo, temporal position, b-value)``."""
     stored = decode_array(ds)
     if stored.ndim != 2:
         raise DicomError("inconsistent_geometry", "multi-frame object inside a slice series")
@@ -1006,7 +1011,7 @@ def decode_series(datasets: Sequence[Dataset]) -> DecodedImage:
 
 
 def _decode_slices(datasets: Sequence[Dataset]) -> list[DecodedImage]:
-    return assemble_slices(_classic_frames(datasets))
+    return assemble_slices([_classic_frame(ds, index) for index, ds in enumerate(datasets)])
 
 
 def assemble_slices(frames: Sequence[Frame]) -> list[DecodedImage]:
@@ -1022,14 +1027,9 @@ def assemble_slices(frames: Sequence[Frame]) -> list[DecodedImage]:
         DicomError: ``inconsistent_geometry`` (sizes, spacings, shared positions, volumes)
             or ``malformed_header``.
     """
-    try:
-        volumes = _split_volumes(frames)
-        flags = sorted({f for frame in frames for f in frame.flags})
-        images = [_assemble(v) for v in volumes]
-    except DicomError:
-        raise
-    except (ValueError, TypeError, IndexError) as exc:
-        raise DicomError("malformed_header", f"cannot assemble: {type(exc).__name__}") from exc
+    with _malformed_header("cannot assemble"):
+        images = [_assemble(v) for v in _split_volumes(frames)]
+    flags = sorted({f for frame in frames for f in frame.flags})
     for image in images:
         image.flags.extend(flags)
     return images
@@ -1099,14 +1099,8 @@ def decode_datasets(datasets: Sequence[Dataset]) -> list[DecodedImage]:
     """
     if not datasets:
         raise DicomError("no_pixel_data", "empty unit")
-    try:
+    with _malformed_header("cannot decode"):
         return _decode_unit(datasets)
-    except DicomError:
-        raise
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-        # malformed headers (wrong VM, non-numeric strings, frame counts that do not match
-        # the pixel data) surface as these; ingestion needs a reason code, not a crash
-        raise DicomError("malformed_header", f"cannot decode: {type(exc).__name__}") from exc
 
 
 def _decode_unit(datasets: Sequence[Dataset]) -> list[DecodedImage]:

@@ -45,8 +45,8 @@ def write_nifti(
     The header is nibabel's (sform and qform code 1); the voxels are written in one piece
     in NIfTI's Fortran order (NIfTI-1 ``vox_offset`` 352, no extensions): a ``.nii`` has
     the same bytes as ``nibabel.save``. ``.nii.gz`` is gzip (RFC 1952) from ISA-L's igzip
-    (``isal``, :data:`GZIP_LEVEL`; much faster than zlib at a similar ratio), with no
-    file name and mtime 0 in the gzip header, so equal images give equal bytes. The image is
+    (``isal``, :data:`GZIP_LEVEL`) instead of zlib, with no file name and mtime 0 in
+    the gzip header, so equal images give equal bytes. The image is
     written to a temporary sibling and renamed, so a reader (or a second writer of the same
     content) never sees a partial file.
 
