@@ -132,26 +132,18 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-#: A method: one run, returning its wall and CPU seconds.
-Method = Callable[[], tuple[float, float]]
+def _timed(fn: Callable[[], None], scratch: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (this process and its reaped children) of one run of ``fn``.
 
-
-def timed(fn: Callable[[], None]) -> tuple[float, float]:
-    """Wall time and CPU time (this process and its reaped children) of ``fn()``."""
-    start, cpu = time.perf_counter(), _cpu()
-    fn()
-    return time.perf_counter() - start, _cpu() - cpu
-
-
-def _clean_run(method: Method, scratch: Path) -> tuple[float, float]:
-    """One run of ``method``; not timed: dirty pages flushed before, outputs deleted after.
-
-    Every method starts from the same page cache and pays for no other's files.
+    Not timed: dirty pages are flushed before and the outputs under ``scratch`` deleted
+    after, so every method starts from the same page cache and pays for no other's files.
     """
     os.sync()
-    out = method()
+    start, cpu = time.perf_counter(), _cpu()
+    fn()
+    wall, used = time.perf_counter() - start, _cpu() - cpu
     shutil.rmtree(scratch, ignore_errors=True)
-    return out
+    return wall, used
 
 
 def bare_loop(files: list[Path]) -> None:
@@ -206,9 +198,9 @@ def measure(name: str, src: Path, scratch: Path, repeats: int) -> list[dict[str,
     mb = sum(f.stat().st_size for f in files) / 1e6
     for f in files:  # warm the page cache: every method reads from memory
         f.read_bytes()
-    methods: list[tuple[str, Method]] = [
-        ("pydicom loop (1 proc)", partial(timed, partial(bare_loop, files))),
-        ("read+sha256+write floor (1 proc)", partial(timed, copy_floor(files, scratch / "f"))),
+    methods: list[tuple[str, Callable[[], None]]] = [
+        ("pydicom loop (1 proc)", partial(bare_loop, files)),
+        ("read+sha256+write floor (1 proc)", copy_floor(files, scratch / "f")),
     ]
     for compress in (False, True):
         ext = ".nii.gz" if compress else ".nii"
@@ -216,18 +208,18 @@ def measure(name: str, src: Path, scratch: Path, repeats: int) -> list[dict[str,
             methods.append(
                 (
                     f"medssl {ext}, {w} worker{'s' * (w > 1)}",
-                    partial(timed, medssl_run(src, scratch / "m", w, compress)),
+                    medssl_run(src, scratch / "m", w, compress),
                 )
             )
     if shutil.which("dcm2niix"):
         for gz in (False, True):
-            run = partial(timed, dcm2niix_run(src, scratch / "d", gz))
+            run = dcm2niix_run(src, scratch / "d", gz)
             methods.append((f"dcm2niix -z {'y' if gz else 'n'}", run))
     walls: dict[str, list[float]] = {m: [] for m, _ in methods}
     cpus: dict[str, list[float]] = {m: [] for m, _ in methods}
     for _ in range(repeats):  # round robin: every method sees the same machine conditions
         for method, fn in methods:
-            wall, cpu = _clean_run(fn, scratch)
+            wall, cpu = _timed(fn, scratch)
             walls[method].append(wall)
             cpus[method].append(cpu)
     rows = []
