@@ -128,6 +128,7 @@ def metrics_section(records: Sequence[Mapping[str, Any]]) -> Section:
             _num(r.get("ece")),
             _num(r.get("brier")),
             _num(r.get("p_vs_scratch"), 4),
+            _num(r.get("p_vs_pixels"), 4),
         ]  # fmt: skip
         for r in order
     ]

@@ -42,3 +42,17 @@ def test_page_is_self_contained() -> None:
 def test_headline_rows_are_marked() -> None:
     html = table(["a"], [[1], [2]], bold=[False, True])
     assert html.count('class="headline"') == 1
+
+
+def test_metrics_table_has_a_cell_for_every_column() -> None:
+    """Each row fills every header column, the p-value against pixels included."""
+    from medssl.report.build import metrics_section
+
+    record = {"arm": "ssl", "mode": "full", "n_labels": 8, "seed": 0, "auroc": 0.9}
+    record.update(p_vs_scratch=0.0123, p_vs_pixels=0.0456, headline=True)
+    body = metrics_section([record]).body
+    header = re.search(r"<thead><tr>(.*?)</tr></thead>", body)
+    row = re.search(r"<tbody><tr[^>]*>(.*?)</tr>", body)
+    assert header and row
+    assert row.group(1).count("<td>") == header.group(1).count("<th>")
+    assert "<td>0.0456</td>" in row.group(1)
