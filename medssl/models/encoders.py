@@ -122,6 +122,15 @@ class ViTEncoder(nn.Module):
         ]
         self.blocks = nn.Sequential(*blocks, nn.LayerNorm(spec.hidden))
         trunc_normal_(self.cls_token, mean=0.0, std=0.02, a=-2.0, b=2.0)
+        self._position_tables: dict[tuple[object, ...], torch.Tensor] = {}  # not in state_dict
+
+    def _positions(self, grid: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Fixed sin-cos table ``(1, L, D)`` for a patch grid, built once per grid and device."""
+        key = (grid, like.device, like.dtype)
+        if key not in self._position_tables:
+            table = build_sincos_position_embedding(list(grid), self.hidden, self.spatial_dims)
+            self._position_tables[key] = table.detach().to(like)
+        return self._position_tables[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *spatial)`` -> ``(B, hidden)``."""
@@ -129,8 +138,7 @@ class ViTEncoder(nn.Module):
         if any(g * self.patch != s for g, s in zip(grid, x.shape[2:], strict=True)):
             raise ValueError(f"input size {tuple(x.shape[2:])} is not a multiple of {self.patch}")
         tokens = self.patch_embedding.patch_embeddings(x).flatten(2).transpose(1, 2)  # (B, L, D)
-        pos = build_sincos_position_embedding(grid, self.hidden, self.spatial_dims)
-        tokens = tokens + pos.detach().to(tokens)
+        tokens = tokens + self._positions(tuple(grid), tokens)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         out = self.blocks(torch.cat([cls, tokens], dim=1))  # (B, 1 + L, D)
         return out[:, 1:].mean(dim=1)

@@ -3,8 +3,8 @@
 The encoder is any :mod:`medssl.models.encoders` network; the projection head is a
 2-layer MLP; the loss is NT-Xent over the global batch (all ranks). :func:`nt_xent` is a
 matrix-product form of MONAI's :class:`monai.losses.ContrastiveLoss` (tested equal to it):
-MONAI's builds a ``(2N, 2N, D)`` tensor, which does not fit GPU memory at the batch sizes
-SimCLR needs (N = 1024, D = 128 is 2 GiB before autograd); this one needs ``(2N, 2N)``.
+MONAI's builds a ``(2N, 2N, D)`` tensor (at N = 1024, D = 128: 2 GiB of float32 by
+arithmetic, before autograd keeps intermediates); this one needs ``(2N, 2N)``.
 """
 
 from __future__ import annotations

@@ -256,7 +256,7 @@ def _set_determinism(c: PretrainConfig, device: torch.device) -> None:
 
     CPU kernels are deterministic at a fixed thread count already (the tests check that
     reruns are bit-identical); ``torch.use_deterministic_algorithms`` would only swap in
-    slower ones there (7x slower ResNet-18 steps, measured with torch 2.13 on 2 cores).
+    slower ones there (not benchmarked by a script here).
     """
     set_determinism(seed=c.seed)  # torch, numpy, random; cuDNN deterministic, no benchmark
     if device.type != "cuda":
