@@ -408,7 +408,7 @@ def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: _Context) 
     }
     if ctx.reid:
         rec["reid"] = {"source_path": key_text(str(sf.path))}
-    ds = None
+    ds, data = None, None
     try:
         data = _read_source(sf, rec)
         if rec["format"] != "dicom":
@@ -427,7 +427,8 @@ def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: _Context) 
             kind="quarantine", reason="decode_error", message=f"unexpected {type(exc).__name__}"
         )
     if rec["kind"] == "unit":
-        rec["result"] = run_unit([rec], {sf.ident: sf.path}, ctx, dataset=ds)
+        raw = data if rec["format"] == "raster" else None
+        rec["result"] = run_unit([rec], {sf.ident: sf.path}, ctx, dataset=ds, data=raw)
     elif rec["kind"] == "slice" and ds is not None and not _cached_file(rec, ctx):
         rec.update(_spill_slice(ds, sf, ctx))
     return rec
@@ -657,6 +658,7 @@ def run_unit(
     ctx: _Context,
     *,
     dataset: Any = None,
+    data: bytes | None = None,
 ) -> dict[str, Any]:
     """Decode one unit, write its NIfTI file(s), return its rows (cache first).
 
@@ -665,6 +667,7 @@ def run_unit(
         paths: ``id -> absolute path`` for the unit's files.
         ctx: run context.
         dataset: the full dataset of a single-file DICOM unit, when already read.
+        data: the bytes of a single-file raster unit, when already read.
 
     Returns:
         ``{"key", "rows", "quarantine": [reason, message] | None, "dropped": [flags] |
@@ -676,16 +679,20 @@ def run_unit(
         hit = UnitCache(cache_dir).restore(key, ctx.out_dir)
         if hit is not None:
             return {**hit, "key": key, "cached": True}
-    result = _decode_and_write(unit, paths, ctx, dataset)
+    result = _decode_and_write(unit, paths, ctx, dataset, data)
     return {**result, "key": key, "cached": False}
 
 
 def _decode_and_write(
-    unit: list[dict[str, Any]], paths: Mapping[str, Path], ctx: _Context, dataset: Any = None
+    unit: list[dict[str, Any]],
+    paths: Mapping[str, Path],
+    ctx: _Context,
+    dataset: Any = None,
+    data: bytes | None = None,
 ) -> dict[str, Any]:
     empty: dict[str, Any] = {"rows": [], "quarantine": None, "dropped": None, "n_dropped": 0}
     try:
-        images = _decode(unit, paths, ctx, dataset)
+        images = _decode(unit, paths, ctx, dataset, data)
         images = [_finalize(img, ctx.options) for img in images]
     except Exception as exc:  # noqa: BLE001 - one bad unit never stops the run
         return {**empty, "quarantine": list(_decode_failure(exc))}
@@ -705,7 +712,11 @@ def _decode_and_write(
 
 
 def _decode(
-    unit: list[dict[str, Any]], paths: Mapping[str, Path], ctx: _Context, dataset: Any = None
+    unit: list[dict[str, Any]],
+    paths: Mapping[str, Path],
+    ctx: _Context,
+    dataset: Any = None,
+    data: bytes | None = None,
 ) -> list[DecodedImage]:
     options = ctx.options
     first = unit[0]
@@ -714,7 +725,8 @@ def _decode(
         array, affine = read_nifti(path, max_voxels=options.max_voxels)
         return [DecodedImage(_storable(v), affine) for v in split_4d(array)]
     if first["format"] == "raster":
-        array, affine = read_raster(path, max_pixels=min(options.max_voxels, MAX_PIXELS))
+        limit = min(options.max_voxels, MAX_PIXELS)
+        array, affine = read_raster(path, max_pixels=limit, data=data)
         return [DecodedImage(array, affine, ["spacing_unknown"])]
     total = sum(int(r.get("voxels", 0)) for r in unit)
     if total > options.max_voxels:

@@ -23,11 +23,12 @@ can hold names (DICOM PS3.15 Annex E applies to every output).
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 #: Default pixel limit (below PIL's own decompression-bomb error, 2 x 89,478,485).
@@ -47,12 +48,15 @@ class RasterError(Exception):
         self.message = message
 
 
-def read_raster(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+def read_raster(
+    path: Path, *, max_pixels: int = MAX_PIXELS, data: bytes | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a greyscale (or RGB-rendered greyscale) export.
 
     Args:
         path: PNG/JPEG/TIFF file.
         max_pixels: refuse larger images before decoding them.
+        data: the file's bytes when already in memory (``path`` is then not read).
 
     Returns:
         ``(X, Y)`` float32 in [0, 1] (the transpose of the file's rows x columns) and an
@@ -63,7 +67,7 @@ def read_raster(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray
         RasterError: ``unreadable``, ``colour_image``, ``unsupported_geometry``,
             ``empty_image`` or ``resource_limit`` (see the module docstring).
     """
-    arr, mode, top = _load(path, max_pixels)
+    arr, mode, top = _load(path if data is None else io.BytesIO(data), max_pixels)
     if arr.ndim == 3:
         arr = _grey_from_channels(arr, mode)
     if arr.ndim != 2 or arr.size == 0 or min(arr.shape) < 2:
@@ -76,7 +80,7 @@ def read_raster(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray
     return np.ascontiguousarray(out.T), affine
 
 
-def _load(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float]:
+def _load(path: Path | io.BytesIO, max_pixels: int) -> tuple[np.ndarray, str, float]:
     """Decode the first (only) frame: ``(array, mode, full-scale value)``."""
     try:
         with warnings.catch_warnings():
@@ -99,8 +103,6 @@ def _load(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float]:
         raise
     except Image.DecompressionBombError as exc:
         raise RasterError("resource_limit", "image over PIL's decompression limit") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise RasterError("unreadable", f"image read error: {type(exc).__name__}") from exc
     except Exception as exc:  # noqa: BLE001 - PIL plugins raise many types on bad input
         raise RasterError("unreadable", f"image read error: {type(exc).__name__}") from exc
     return arr, mode, _full_scale(arr, mode)
