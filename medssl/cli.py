@@ -41,7 +41,7 @@ def _ingest(args: argparse.Namespace) -> int:
             else None,
             reid_table=args.reid_table,
             parquet=args.parquet,
-            timeout_s=args.timeout if args.timeout > 0 else None,
+            timeout_s=args.timeout if args.timeout and args.timeout > 0 else None,
         )
         secret = secret_from_env(demo=args.demo)
         summary = ingest(args.sources, args.out, secret=secret, options=options)
@@ -54,6 +54,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from medssl.ingest import IngestOptions
+
     ing = sub.add_parser("ingest", help="DICOM/NIfTI/PNG folders -> NIfTI + manifest")
     ing.add_argument("sources", nargs="+", type=Path, help="folders or files to ingest")
     ing.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
@@ -71,7 +73,9 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="sidecar column for a field, e.g. view=projection (repeatable)",
     )
     ing.add_argument(
-        "--drop-flags", default="localizer", help="comma-separated QC flags to drop ('' none)"
+        "--drop-flags",
+        default=",".join(IngestOptions.drop_flags),
+        help="comma-separated QC flags to drop ('' none)",
     )
     ing.add_argument("--drop-action", choices=["skip", "quarantine"], default="skip")
     ing.add_argument("--keep-burned-in", action="store_true", help="flag instead of quarantine")
@@ -85,7 +89,7 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ing.add_argument(
         "--timeout",
         type=float,
-        default=600.0,
+        default=IngestOptions.timeout_s,
         metavar="S",
         help="stop a worker stuck on one file or series after S seconds (0: never)",
     )

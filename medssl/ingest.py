@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, write_table
+from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, SKIPPED_NAME, write_table
 from medssl.engines import WorkerCrash, make_engine
 from medssl.ingest_cache import UnitCache, code_fingerprint, settings_fingerprint
 from medssl.io import deid
@@ -97,7 +97,6 @@ SCRATCH_DIR = ".slices"
 #: read again to decode (bounded memory per worker).
 IN_MEMORY_BYTES = 256 * 2**20
 SUMMARY_NAME = "summary.json"
-SKIPPED_NAME = "skipped.csv"
 
 #: Rules of the skip list (``skipped.csv``, column ``rule``).
 SKIP_RULES: dict[str, str] = {

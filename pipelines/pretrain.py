@@ -207,7 +207,7 @@ def run(
             f"pretraining {config.method} on {len(train)} images of {config.image_size}^"
             f"{config.spatial_dims} voxels, {info.world_size} process(es) on {info.device}"
         )
-        if args.labels is not None:
+        if args.labels is not None and options.knn_every > 0:  # else the probe never runs
             probe = probe_set(manifest, splits, args.labels, config, intensity)
     live = Live(str(args.live), dvcyaml=None, save_dvc_exp=False) if info.is_main else None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from medssl.data.labels import LabelError, join_labels
-from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, read_manifest
+from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, SKIPPED_NAME, read_manifest
 from medssl.data.splits import (
     SPLITS,
     SplitError,
@@ -31,7 +31,7 @@ def unusable_sources(ingested: Path) -> set[str]:
     extensions) are not images, so a label row naming one stays an error.
     """
     keys = set(pd.read_csv(ingested / QUARANTINE_NAME, dtype=str)["source_key"])
-    skipped = ingested / "skipped.csv"
+    skipped = ingested / SKIPPED_NAME
     if skipped.exists():
         table = pd.read_csv(skipped, dtype=str)
         dropped = (table["rule"] == "duplicate_instance") | table["rule"].str.startswith("qc_")

@@ -14,6 +14,7 @@ import pandas as pd
 
 MANIFEST_NAME = "manifest.csv"
 QUARANTINE_NAME = "quarantine.csv"
+SKIPPED_NAME = "skipped.csv"
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
     "manifest": (
