@@ -1,8 +1,10 @@
 """DICOM de-identification (PS3.15 Annex E Basic Profile) and keyed pseudonyms.
 
-Ingestion calls this module so that nothing identifying leaves it: the manifest, NIfTI
-headers and logs carry only the keys made by :class:`Pseudonymizer` and the technical
-attributes returned by :func:`safe_attributes`.
+Ingestion takes :class:`Pseudonymizer` keys, :func:`secret_from_env`,
+:func:`has_burned_in_annotation` and :data:`PROFILE_VERSION` from here: its outputs carry
+keyed hashes and checked code strings only, never a DICOM attribute value. The rest of
+the module (:func:`deidentify`, :func:`safe_attributes`) de-identifies whole datasets,
+for writing DICOM; the pipeline does not call it.
 
 What :func:`deidentify` does, following DICOM PS3.15 Annex E, Basic Application Level
 Confidentiality Profile (E.2, action codes of E.1.1, the "Basic Prof." column of Table
