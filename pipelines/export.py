@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from medssl.audit import find_run_dir, headline_records, package_versions
+from medssl.data.manifest import MANIFEST_NAME, read_manifest
 from medssl.export.bundle import (
     check_equivalent,
     convert_state_dict,
@@ -61,8 +62,7 @@ def main() -> None:
     net.load_state_dict(weights)
     check_equivalent(original, net, (2, 1, *[size] * dims))
 
-    manifest = pd.read_csv(args.ingested / "manifest.csv", dtype=str, keep_default_na=False)
-    manifest["spatial_dims"] = manifest["spatial_dims"].astype(int)
+    manifest = read_manifest(args.ingested / MANIFEST_NAME)
     data = data_description(
         manifest[manifest["spatial_dims"] == dims],
         pd.read_csv(args.splits, dtype=str),

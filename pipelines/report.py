@@ -16,9 +16,11 @@ import torch
 from monai.bundle import ConfigParser
 
 from medssl.audit import find_run_dir, headline_records, read_record
+from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, read_manifest
+from medssl.eval.protocol import patient_level
 from medssl.params import ParamsError, get, get_positive, load_params
 from medssl.report import build
-from medssl.report.figures import Curves, curves_of, patient_scores
+from medssl.report.figures import Curves, curves_of
 from medssl.report.saliency import GRADCAM_LAYERS, choose_method, saliency_maps
 
 
@@ -44,7 +46,7 @@ def headline_curves(
         scores = run_scores(r, runs)
         if scores is None or scores["label"].nunique() < 2:
             continue
-        per = patient_scores(scores, how)
+        per = patient_level(scores, how)
         out[f"{r['arm']} {r.get('mode', '')}".strip()] = curves_of(per["label"], per["score"])
     return out
 
@@ -108,17 +110,13 @@ def main() -> None:
         demo = get(p, "data.demo_mode", bool)
     except ParamsError as exc:
         sys.exit(f"error: {exc}")
-    manifest = pd.read_csv(args.ingested / "manifest.csv", dtype=str, keep_default_na=False)
-    quarantine = pd.read_csv(args.ingested / "quarantine.csv", dtype=str, keep_default_na=False)
+    manifest = read_manifest(args.ingested / MANIFEST_NAME)
+    quarantine = pd.read_csv(args.ingested / QUARANTINE_NAME, dtype=str, keep_default_na=False)
     splits = pd.read_csv(args.splits, dtype=str)
     labels = pd.read_csv(args.labels, dtype={"image_id": str})
     records = json.loads(args.metrics.read_text())
     record = read_record(args.record)
-    nifti = {
-        i: str(args.ingested / n)
-        for i, n in zip(manifest["image_id"], manifest["nifti"], strict=True)
-    }
-    manifest["spatial_dims"] = manifest["spatial_dims"].astype(int)
+    nifti = dict(zip(manifest["image_id"], manifest["nifti"], strict=True))
 
     net, prep, meta = bundle_parts(args.bundle)
     exported = meta["medssl"]

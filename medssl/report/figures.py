@@ -18,13 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
 
-ARM_COLOURS = {"ssl": "tab:blue", "scratch": "tab:orange", "pixels": "tab:grey"}
+from medssl.eval.plots import ARM_COLOURS, label_efficiency_plot  # noqa: E402
+
 DPI = 100
 
 
@@ -83,24 +83,6 @@ def sample_grid(items: Sequence[tuple[NDArray[Any], str]], ncols: int = 4) -> by
         ax.set_title(caption, fontsize=9)
     fig.tight_layout()
     return png_of(fig)
-
-
-def patient_scores(scores: pd.DataFrame, how: str) -> pd.DataFrame:
-    """One row per patient (``how`` = ``max`` or ``mean``) or per image (``none``).
-
-    Args:
-        scores: ``patient_key, label, score``.
-        how: aggregation.
-
-    Returns:
-        ``label, score``.
-    """
-    if how == "none":
-        return scores[["label", "score"]].reset_index(drop=True)
-    if how not in ("max", "mean"):
-        raise ValueError(f"patient aggregation must be none, max or mean, got {how!r}")
-    grouped = scores.groupby("patient_key", sort=True)
-    return pd.DataFrame({"label": grouped["label"].max(), "score": grouped["score"].agg(how)})
 
 
 @dataclass(frozen=True)
@@ -180,36 +162,8 @@ def curves_png(curves: Mapping[str, Curves]) -> bytes:
 
 
 def label_efficiency_png(records: Sequence[Mapping[str, Any]]) -> bytes:
-    """Test AUROC (mean over seeds) against the number of labels, one line per arm and mode.
-
-    Headline modes are solid with their 95 % CI band; other modes are dashed, without band.
-    """
-    frame = pd.DataFrame(list(records))
-    if "mode" not in frame:
-        frame["mode"] = ""
-    if "headline" not in frame:
-        frame["headline"] = True
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for (arm, mode), part in frame.groupby(["arm", "mode"], sort=True):
-        agg = part.groupby("n_labels")[["auroc", "auroc_ci_low", "auroc_ci_high"]].mean()
-        colour = ARM_COLOURS.get(str(arm))
-        headline = bool(part["headline"].fillna(False).astype(bool).any())
-        label = f"{arm} {mode}".strip()
-        ax.plot(agg.index, agg["auroc"], "-" if headline else "--", marker="o", color=colour,
-                label=label, alpha=1.0 if headline else 0.6)  # fmt: skip
-        if headline:
-            low, high = agg["auroc_ci_low"], agg["auroc_ci_high"]
-            ax.fill_between(agg.index, low, high, color=colour, alpha=0.12)
-    ticks = sorted(frame["n_labels"].unique())
-    ax.set_xscale("log")
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.minorticks_off()
-    ax.axhline(0.5, color="k", lw=0.5, ls=":")
-    ax.set(xlabel="labelled training images", ylabel="test AUROC (95% CI)", ylim=(0, 1))
-    ax.set_title("Label efficiency")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return png_of(fig)
+    """The evaluate stage's label-efficiency curve (:func:`label_efficiency_plot`) as PNG."""
+    return png_of(label_efficiency_plot(records))
 
 
 def saliency_png(items: Sequence[tuple[NDArray[Any], NDArray[Any], str]]) -> bytes:

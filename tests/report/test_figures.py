@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.metrics import auc, roc_auc_score, roc_curve
@@ -24,16 +23,6 @@ def test_display_slice_orientation() -> None:
     assert axial.shape == (3, 4) and axial[0, 0] == 1.0  # top (anterior), picture left
     with pytest.raises(ValueError, match="2D or 3D"):
         figures.display_slice(np.zeros(5))
-
-
-def test_patient_scores_aggregate() -> None:
-    frame = pd.DataFrame(
-        {"patient_key": ["b", "a", "a"], "label": [0, 1, 1], "score": [0.2, 0.9, 0.4]}
-    )
-    got = figures.patient_scores(frame, "max")
-    assert got.loc["a", "score"] == 0.9 and got.loc["b", "label"] == 0
-    assert figures.patient_scores(frame, "mean").loc["a", "score"] == pytest.approx(0.65)
-    assert len(figures.patient_scores(frame, "none")) == 3
 
 
 def test_curves_match_sklearn() -> None:
