@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from medssl.eval.metrics import SingleClassResamplesWarning
 from medssl.eval.plots import label_efficiency_figure
 from medssl.eval.protocol import (
     evaluate_runs,
@@ -78,14 +79,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    warnings.simplefilter("ignore", RuntimeWarning)  # degenerate DeLong covariance on tiny sets
     p = load_params(args.params)
     try:
         how = get(p, "evaluate.patient_aggregation", str)
         headline = {str(k): str(v) for k, v in get(p, "finetune.headline", dict).items()}
         runs = read_runs(args.runs, p)
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
+            warnings.simplefilter("always", SingleClassResamplesWarning)
             records = evaluate_runs(
                 runs,
                 headline,
@@ -96,7 +96,7 @@ def main() -> None:
             )
     except (ParamsError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    single = sum("single class" in str(w.message) for w in caught)
+    single = sum(issubclass(w.category, SingleClassResamplesWarning) for w in caught)
     if single:
         print(f"note: {single} bootstrap intervals skipped >10% single-class resamples (few cases)")
     for r in records:

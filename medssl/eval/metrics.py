@@ -423,6 +423,8 @@ def delong_auroc_cov(y_true: ArrayLike, scores: ArrayLike) -> tuple[FloatArray, 
     v10 = (rank_all[:, :m] - _midranks(pos)) / n  # P(score_pos > score_neg), per positive
     v01 = 1.0 - (rank_all[:, m:] - _midranks(neg)) / m  # same, per negative
     aucs = v10.mean(axis=1)
+    if m < 2 or n < 2:  # a variance needs two cases per class: undefined, not an error
+        return aucs, np.full((len(s2d), len(s2d)), np.nan)
     cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     return aucs, cov
 
@@ -546,6 +548,10 @@ def _bootstrap_stats(
     return np.concatenate(out)
 
 
+class SingleClassResamplesWarning(UserWarning):
+    """Many bootstrap resamples held one class only and were skipped (few cases)."""
+
+
 def _valid(boot: FloatArray, what: str) -> FloatArray:
     """Drop NaN (single-class) resamples, warning if many and raising if none remain."""
     keep = boot[np.isfinite(boot)]
@@ -555,6 +561,7 @@ def _valid(boot: FloatArray, what: str) -> FloatArray:
     if skipped > _MAX_SKIPPED_FRACTION:
         warnings.warn(
             f"{what}: {skipped:.0%} of bootstrap resamples had a single class and were skipped",
+            SingleClassResamplesWarning,
             stacklevel=3,
         )
     return keep
