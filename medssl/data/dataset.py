@@ -6,9 +6,10 @@ in DataLoader workers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,20 @@ def load_stack(
 def _plain(x: object) -> torch.Tensor:
     """A MONAI output (MetaTensor or array) as a plain float32 tensor (cheap to collate)."""
     return torch.as_tensor(x).as_subclass(torch.Tensor).float()
+
+
+def apply_views(transform: Callable[[Any], Any], images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``transform`` of each image, stacked as plain float32 tensors ``(N, C, *spatial)``.
+
+    MONAI's metadata tracking is off meanwhile: the outputs are plain tensors, without
+    MetaTensor bookkeeping.
+    """
+    tracking = get_track_meta()
+    set_track_meta(False)
+    try:
+        return torch.stack([_plain(transform(image)) for image in images])
+    finally:
+        set_track_meta(tracking)
 
 
 class DiskCachedImages(TorchDataset):
@@ -141,9 +156,4 @@ class ViewDataset(TorchDataset):
         epoch, index = key
         self.views.set_random_state(seed=view_seed(self.seed, epoch, index))
         image = self.images[index]
-        tracking = get_track_meta()
-        set_track_meta(False)  # plain tensors: half the cost of MetaTensor bookkeeping
-        try:
-            return torch.stack([_plain(self.views(image)) for _ in range(self.n_views)])
-        finally:
-            set_track_meta(tracking)
+        return apply_views(self.views, [image] * self.n_views)

@@ -19,6 +19,7 @@ from monai.utils import set_determinism
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from medssl.data.dataset import apply_views
 from medssl.models.encoders import build_encoder
 
 #: Arm -> the modes it can run. ``ssl``: pretrained encoder; ``scratch``: same network,
@@ -181,8 +182,7 @@ def train_classifier(
         model.train()
         x = images[idx]
         if augment is not None:
-            x = torch.stack([torch.as_tensor(augment(i)).as_subclass(torch.Tensor) for i in x])
-            x = x.float()
+            x = apply_views(augment, list(x))
         loss = criterion(model(x), labels[idx].float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
