@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from medssl.data.rows import listed_rows
+from medssl.data.splits import SPLITS
 from medssl.io.deid import Pseudonymizer
 
 #: Label key name -> (pseudonym kind, manifest column).
@@ -22,8 +24,6 @@ KEY_COLUMNS: dict[str, tuple[str, str]] = {
     "series_instance_uid": ("series", "series_key"),
     "study_instance_uid": ("study", "study_key"),
 }
-SPLITS = ("train", "val", "test")
-MAX_LISTED = 3
 
 
 class LabelError(ValueError):
@@ -31,9 +31,7 @@ class LabelError(ValueError):
 
 
 def _fail(path: Path, problem: str, rows: Sequence[int]) -> LabelError:
-    listed = ", ".join(str(r) for r in rows[:MAX_LISTED])
-    more = f" (+{len(rows) - MAX_LISTED} more)" if len(rows) > MAX_LISTED else ""
-    return LabelError(f"{path}: row {listed}{more}: {problem}")
+    return LabelError(f"{path}: row {listed_rows(rows)}: {problem}")
 
 
 def read_label_csv(path: Path, key: str, label_column: str) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from medssl.data.rows import listed_rows
+
 SPLITS = ("train", "val", "test")
 
 
@@ -240,10 +242,7 @@ def _clash_message(frame: pd.DataFrame, labels: pd.DataFrame, clash: Sequence[st
         return text
     ids = frame.loc[frame["patient_key"].isin(set(clash)) & (frame["split_pin"] != ""), "image_id"]
     rows = sorted(int(r) for r in labels.loc[labels["image_id"].isin(set(ids)), "row"])
-    listed = ", ".join(str(r) for r in rows[:3]) + (
-        f" (+{len(rows) - 3} more)" if len(rows) > 3 else ""
-    )
-    return f"label CSV row {listed}: {text}"
+    return f"label CSV row {listed_rows(rows)}: {text}"
 
 
 def check_both_classes(splits: pd.DataFrame, labels: pd.DataFrame) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from medssl.data.rows import listed_rows
+
 MATCH_MODES = ("path", "name", "stem")
 FIELDS = ("path", "patient_id", "study_id", "view")
 #: DICOM View Position (0018,5101) defined terms and common export spellings.
@@ -38,7 +40,6 @@ VIEW_CODES: dict[str, str] = {
     "AP SUPINE": "AP",
     "AP ERECT": "AP",
 }
-_MAX_LISTED = 3
 
 
 class SidecarError(ValueError):
@@ -136,13 +137,7 @@ def _entries(
         out.setdefault(key, entry)
         first_row.setdefault(key, line)
     if empty:
-        raise SidecarError(f"{path}: row {_rows(empty)}: empty image path")
+        raise SidecarError(f"{path}: row {listed_rows(empty)}: empty image path")
     if conflicts:
-        raise SidecarError(f"{path}: row {_rows(sorted(set(conflicts)))}: conflicting rows")
+        raise SidecarError(f"{path}: row {listed_rows(sorted(set(conflicts)))}: conflicting rows")
     return out
-
-
-def _rows(rows: list[int]) -> str:
-    listed = ", ".join(str(r) for r in rows[:_MAX_LISTED])
-    more = f" (+{len(rows) - _MAX_LISTED} more)" if len(rows) > _MAX_LISTED else ""
-    return listed + more
