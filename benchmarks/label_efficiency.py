@@ -1,15 +1,23 @@
 """Label-efficiency benchmark on a real, labelled image folder, through the DVC pipeline.
 
 The folder holds ``labels.csv`` (columns ``path``, ``label`` in {0, 1}, ``split`` in
-{train, val, test}, optional ``patient_id``) and the images it names (DICOM or PNG, paths
-relative to the folder). The script builds a scratch git + DVC workspace holding this
-repository's pipeline, merges a preset of ``benchmarks/label_efficiency.yaml`` into
-``params.yaml``, points ``data.sources`` and ``labels.path`` at the folder and runs every
-stage (``dvc repro``), timing each. It writes:
+{train, val, test}, optional ``patient_id``), ``reserve.csv`` (column ``path``: the
+evaluation reserve, i.e. the ``val`` and ``test`` images, never pretrained on) and the
+images they name (DICOM or PNG, paths relative to the folder). The script builds a scratch
+git + DVC workspace holding this repository's pipeline, copies both CSVs into its
+``labels/`` folder, merges a preset of ``benchmarks/label_efficiency.yaml`` into
+``params.yaml`` and runs every stage (``dvc repro``), timing each: the realistic protocol
+(``split.validation: budget``, every choice made on labels inside the budget) over the
+preset's seeds. Then, unless ``--oracle-seeds`` is empty, it re-runs the label-dependent
+stages with ``split.validation: oracle`` (the old protocol: choices on the full ``val``
+split) for those seeds, reusing the encoder. It writes:
 
-* ``OUT`` (JSON): the records of ``results/label_efficiency.json`` (one per arm x mode x
-  budget x seed: ``arm, mode, headline, n_labels, seed``, metrics with 95 % CIs);
-* ``OUT`` with suffix ``.md``: the Markdown table;
+* ``OUT`` (JSON): the records of ``results/label_efficiency.json`` of the budget protocol
+  (one per arm x mode x budget x seed, with ``n_val_labels`` and ``val_protocol``);
+* ``OUT`` with suffix ``.seeds.json``: mean and spread across seeds
+  (``results/label_efficiency_seeds.json``);
+* ``OUT`` with suffix ``.oracle.json``: the oracle protocol's records;
+* ``OUT`` with suffix ``.md``: the Markdown tables of both protocols;
 * ``OUT`` with suffix ``.run.json``: params used, stage timings, command and versions.
 
 Example (PneumoniaMNIST, see ``benchmarks/pneumoniamnist_to_folder.py``):
@@ -54,11 +62,13 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_labels(data: Path) -> pd.DataFrame:
-    """``labels.csv`` of the folder, checked for the benchmark's columns."""
+    """``labels.csv`` of the folder, checked for the benchmark's columns and ``reserve.csv``."""
     table = pd.read_csv(data / "labels.csv", dtype=str, keep_default_na=False)
     missing = {"path", "label", "split"} - set(table.columns)
     if missing:
         raise SystemExit(f"error: {data / 'labels.csv'} lacks column(s) {sorted(missing)}")
+    if not (data / "reserve.csv").exists():
+        raise SystemExit(f"error: {data / 'reserve.csv'} not found (the evaluation reserve)")
     return table
 
 
@@ -75,6 +85,8 @@ def quick_subset(data: Path, dest: Path, seed: int = 0) -> Path:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(data / rel, dest / rel)
     subset.to_csv(dest / "labels.csv", index=False, lineterminator="\n")
+    reserve = subset.loc[subset["split"] != "train", ["path"]]
+    reserve.to_csv(dest / "reserve.csv", index=False, lineterminator="\n")
     return dest
 
 
@@ -86,11 +98,16 @@ def make_workspace(ws: Path, data: Path, preset: Mapping[str, Any]) -> dict[str,
     for folder in ("pipelines", "medssl"):
         shutil.copytree(REPO / folder, ws / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), preset)
+    (ws / "labels").mkdir()
+    for name in ("labels.csv", "reserve.csv"):
+        shutil.copy(data / name, ws / "labels" / name)
     params = merge(
         params,
         {
             "data": {"sources": [str(data)], "demo_mode": True},  # public data: demo secret
-            "labels": {"path": str(data / "labels.csv"), "key": "path", "column": "label"},
+            "reserve": {"path": "labels/reserve.csv", "key": "path"},
+            "labels": {"path": "labels/labels.csv", "key": "path", "column": "label"},
+            "split": {"validation": "budget"},
         },
     )
     params["labels"]["positive"], params["labels"]["negative"] = ["1"], ["0"]
@@ -155,6 +172,28 @@ def run_stages(ws: Path, log: Path) -> dict[str, float]:
     return timings
 
 
+def oracle_pass(ws: Path, log: Path, seeds: list[int]) -> tuple[list[Any], str, float]:
+    """Re-run the label-dependent stages under the oracle protocol; the encoder is reused.
+
+    Returns:
+        The oracle records, their Markdown table and the wall seconds.
+    """
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["split"]["validation"] = "oracle"
+    params["finetune"]["seeds"] = seeds
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    start = time.perf_counter()
+    with log.open("a") as out:
+        proc = subprocess.run(["dvc", "repro"], cwd=ws, env=_env(), stdout=out, stderr=out)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: the oracle pass failed (see {log})")
+    if "Running stage 'pretrain'" in log.read_text().split("oracle pass")[-1]:
+        raise SystemExit("error: the oracle pass re-ran pretraining")
+    wall = round(time.perf_counter() - start, 1)
+    records = json.loads((ws / "results" / "label_efficiency.json").read_text())
+    return records, (ws / "results" / "label_efficiency.md").read_text(), wall
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages that shape the numbers."""
     import monai
@@ -181,7 +220,11 @@ def main() -> None:
     parser.add_argument("--presets", type=Path, default=PRESETS)
     parser.add_argument("--workdir", type=Path, help="keep the workspace here (default: temp)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every stage")
+    parser.add_argument(
+        "--oracle-seeds", default="0", help="comma-separated seeds of the oracle pass ('' : none)"
+    )
     args = parser.parse_args()
+    oracle_seeds = [int(v) for v in args.oracle_seeds.split(",") if v.strip()]
     set_threads(args.threads)
     data = args.data.resolve()
     read_labels(data)
@@ -199,16 +242,28 @@ def main() -> None:
             data = quick_subset(data, ws.parent / f"{ws.name}-data")
         params = make_workspace(ws, data, preset)
         start = time.perf_counter()
-        timings = run_stages(ws, ws.parent / f"{ws.name}-repro.log")
-        total = round(time.perf_counter() - start, 1)
+        log = ws.parent / f"{ws.name}-repro.log"
+        timings = run_stages(ws, log)
         records = json.loads((ws / "results" / "label_efficiency.json").read_text())
+        seeds = json.loads((ws / "results" / "label_efficiency_seeds.json").read_text())
         table = (ws / "results" / "label_efficiency.md").read_text()
         ingest = json.loads((ws / "results" / "ingest.json").read_text())
+        oracle: list[Any] = []
+        if oracle_seeds:
+            with log.open("a") as out:
+                out.write("\n--- oracle pass ---\n")
+            oracle, oracle_table, timings["oracle_pass"] = oracle_pass(ws, log, oracle_seeds)
+            table += f"\n## Oracle protocol (full validation split), seeds {oracle_seeds}\n\n"
+            table += oracle_table
+        total = round(time.perf_counter() - start, 1)
     finally:
         if tmp is not None:
             tmp.cleanup()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2) + "\n")
+    args.out.with_suffix(".seeds.json").write_text(json.dumps(seeds, indent=2) + "\n")
+    if oracle:
+        args.out.with_suffix(".oracle.json").write_text(json.dumps(oracle, indent=2) + "\n")
     command = " ".join(["python", *sys.argv])
     header = f"<!-- {command}; {total:.0f} s wall on {os.cpu_count()} CPU cores -->\n"
     args.out.with_suffix(".md").write_text(header + table)

@@ -5,9 +5,12 @@ The layout is the one ``benchmarks/label_efficiency.py`` (and the pipeline) read
     DIR/images/train/00000.png ...   official train split (pretraining and labels)
     DIR/images/test/00000.png ...    official validation split, scored as the test set
     DIR/labels.csv                   path,label,split  (label 1 = pneumonia, 0 = normal)
+    DIR/reserve.csv                  path: the evaluation reserve (no labels)
 
-A seeded, class-stratified part of the official train split is written with ``split=val``:
-it picks thresholds, probe regularisation and early stopping, and is never pretrained on.
+The reserve lists the official validation split (scored as the test set) and a seeded,
+class-stratified part of the official train split written with ``split=val``: the oracle
+protocol's validation set. Neither is ever pretrained on. The realistic (budget) protocol
+makes its choices on labels inside each budget and does not use the ``val`` rows.
 PneumoniaMNIST has no patient identifiers, so every image counts as its own patient.
 
 Data: Yang et al., MedMNIST v2, Scientific Data 2023 (CC BY 4.0); Kermany et al., Cell 2018.
@@ -69,7 +72,7 @@ def write_split(images: np.ndarray, folder: Path, rel: str) -> list[str]:
 
 
 def convert(npz: Path, out: Path, val_fraction: float, seed: int) -> pd.DataFrame:
-    """Write the PNG folder and ``labels.csv``; return the label table.
+    """Write the PNG folder, ``labels.csv`` and ``reserve.csv``; return the label table.
 
     Args:
         npz: ``pneumoniamnist_train_val.npz`` with ``train_*`` and ``val_*`` arrays.
@@ -94,6 +97,8 @@ def convert(npz: Path, out: Path, val_fraction: float, seed: int) -> pd.DataFram
         }
     )
     table.to_csv(out / "labels.csv", index=False, lineterminator="\n")
+    reserve = table.loc[table["split"] != "train", ["path"]]
+    reserve.to_csv(out / "reserve.csv", index=False, lineterminator="\n")
     return table
 
 

@@ -902,10 +902,11 @@ def _write_broken(out_dir: Path, seed: int, patient: FakePatient, size: int) -> 
 # --------------------------------------------------------------------------- entry point
 
 
-def _write_labels(out_dir: Path, plans: list[XrayPlan]) -> int:
-    """Write ``labels.csv`` (path,label) for the labelled images; return the row count."""
+def _write_labels(path: Path, plans: list[XrayPlan]) -> int:
+    """Write the label CSV (path,label) for the labelled images; return the row count."""
     rows = sorted((p.rel_path, int(p.abnormal)) for p in plans if p.labelled)
-    with (out_dir / "labels.csv").open("w", newline="", encoding="utf-8") as handle:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "label"])
         writer.writerows(rows)
@@ -955,6 +956,7 @@ def write_demo_dataset(
     ct_shape: tuple[int, int, int] = (16, 48, 48),
     label_fraction: float = 0.75,
     abnormal_fraction: float = 0.4,
+    labels_path: Path | None = None,
 ) -> DemoSummary:
     """Write the seeded synthetic demo data set (layout in the module docstring).
 
@@ -968,6 +970,8 @@ def write_demo_dataset(
         ct_shape: CT (and MR) volume shape (Z, Y, X).
         label_fraction: Fraction of radiographs listed in ``labels.csv``.
         abnormal_fraction: Fraction of patients whose radiographs show lesions.
+        labels_path: Where to write the label CSV (default ``out_dir/labels.csv``); the
+            pipeline keeps label sets outside the ingested folders (``labels/``).
 
     Returns:
         Counts of what was written and the fake PHI strings.
@@ -989,7 +993,7 @@ def write_demo_dataset(
     )
     _write_mr(out_dir, seed, shape)
     n_broken = _write_broken(out_dir, seed, patients[0], image_size)
-    n_labelled = _write_labels(out_dir, plans)
+    n_labelled = _write_labels(labels_path or out_dir / "labels.csv", plans)
     _write_readme(out_dir, seed)
     return DemoSummary(
         n_xray_files=len(plans),

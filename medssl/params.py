@@ -85,3 +85,33 @@ def get_positive(params: Mapping[str, Any], dotted: str, kind: type[T]) -> T:
 
 def _names(kinds: tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
+
+
+def tracked_file(params: Mapping[str, Any], dotted: str, folder: Path) -> Path | None:
+    """A file named by params that must lie inside ``folder`` (a folder DVC tracks).
+
+    Label sets and reserve lists live outside the ingested sources, in a folder that only
+    the stages using them depend on: a new label set then never re-runs ingestion or
+    pretraining. A file elsewhere would not be tracked, so it is refused.
+
+    Args:
+        params: the parsed params mapping.
+        dotted: key holding a path or null, e.g. ``"labels.path"``.
+        folder: the tracked folder (``labels/``).
+
+    Returns:
+        The path, or None when the key is null.
+
+    Raises:
+        ParamsError: naming the key when the path lies outside ``folder``.
+    """
+    value: str | None = get(params, dotted, (str, type(None)))
+    if value is None:
+        return None
+    path = Path(str(value))
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ParamsError(
+            f"params.yaml: '{dotted}' must name a file inside {folder}/ (the folder DVC tracks "
+            f"for it), got {value!r}"
+        )
+    return path

@@ -12,6 +12,7 @@ from medssl.params import get, load_params
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, required=True, help="label CSV to write")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     p = load_params(args.params)
@@ -23,11 +24,12 @@ def main() -> None:
         image_size=get(p, "demo.image_size", int),
         n_ct=get(p, "demo.n_ct", int),
         abnormal_fraction=get(p, "demo.abnormal_fraction", float),
+        labels_path=args.labels,
     )
     print(
         f"demo data in {args.out}: {summary.n_xray_files} radiographs, {summary.n_ct_series} CT "
         f"series, {summary.n_nifti} NIfTI, {summary.n_broken} broken files, "
-        f"{summary.n_labelled} labels"
+        f"{summary.n_labelled} labels in {args.labels}"
     )
 
 

@@ -1,7 +1,9 @@
 """Stage evaluate: every arm x mode x budget x seed on the test split, with patient CIs.
 
-Writes ``label_efficiency.json`` (+ ``.md``), DVC metrics and plot data (ROC, PR,
-calibration of each arm's headline mode at the last budget; AUROC vs labels).
+Writes ``label_efficiency.json`` (one record per seed), ``label_efficiency_seeds.json``
+(mean and spread across seeds per arm x mode x budget), ``label_efficiency.md`` (both
+tables), DVC metrics and plot data (ROC, PR, calibration of each arm's headline mode at the
+last budget; AUROC vs labels).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from medssl.eval.protocol import (
     headline_curves,
     label_efficiency_table,
     markdown_table,
+    seed_markdown_table,
+    seed_summary,
 )
 from medssl.params import ParamsError, get, get_positive, load_params
 
@@ -63,14 +67,39 @@ def write_plots(
             (plots / kind / f"{run['arm']}.json").write_text(json.dumps(points, indent=1) + "\n")
 
 
-def metrics_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """``arm -> mode -> n{labels}_seed{seed} -> headline metrics`` for ``dvc metrics``."""
+def metrics_summary(records: list[dict[str, Any]], summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """``arm -> mode -> n{labels}_seed{seed}`` headline metrics for ``dvc metrics``.
+
+    Each ``arm -> mode`` also holds ``n{labels}_mean``: ``auroc_mean`` and ``auroc_sd``
+    across seeds (from :func:`seed_summary`).
+    """
     keys = ("auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "sens_at_spec90", "ece")
     out: dict[str, Any] = {}
     for r in records:
         cell = out.setdefault(r["arm"], {}).setdefault(r["mode"], {})
         cell[f"n{r['n_labels']}_seed{r['seed']}"] = {k: r.get(k) for k in keys}
+    for row in summary:
+        cell = out.setdefault(row["arm"], {}).setdefault(row["mode"], {})
+        cell[f"n{row['n_labels']}_mean"] = {k: row[k] for k in ("auroc_mean", "auroc_sd")}
     return out
+
+
+def write_results(out: Path, records: list[dict[str, Any]]) -> str:
+    """Per-seed and across-seed JSON, both Markdown tables and ``metrics.json``.
+
+    Returns:
+        The Markdown text (per-seed table, then the mean across seeds).
+    """
+    summary = seed_summary(records)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "label_efficiency.json").write_text(json.dumps(records, indent=2) + "\n")
+    (out / "label_efficiency_seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = markdown_table(records) + "\n### Mean across seeds\n\n" + seed_markdown_table(summary)
+    (out / "label_efficiency.md").write_text(text)
+    (out / "metrics.json").write_text(
+        json.dumps(metrics_summary(records, summary), indent=2, sort_keys=True) + "\n"
+    )
+    return text
 
 
 def main() -> None:
@@ -101,15 +130,9 @@ def main() -> None:
         print(f"note: {single} bootstrap intervals skipped >10% single-class resamples (few cases)")
     for r in records:
         r["aggregation"] = how
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "label_efficiency.json").write_text(json.dumps(records, indent=2) + "\n")
-    table = markdown_table(records)
-    (args.out / "label_efficiency.md").write_text(table)
-    (args.out / "metrics.json").write_text(
-        json.dumps(metrics_summary(records), indent=2, sort_keys=True) + "\n"
-    )
+    text = write_results(args.out, records)
     write_plots(args.out / "plots", records, runs, how)
-    print(table)
+    print(text)
 
 
 if __name__ == "__main__":

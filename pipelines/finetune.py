@@ -1,8 +1,11 @@
 """Stage finetune@ARM-BUDGET-SEED: every mode of one arm on one label budget.
 
-Writes ``scores.csv`` (one row per scored val/test image and mode: probability and raw
-score), ``run.json`` (budget, label counts, what each mode chose on validation) and, for
-full fine-tuning, ``model.pt``.
+Under the ``budget`` validation protocol the seed's nested label draw is split by patient
+into labels to fit on and labels to choose with (early stopping, probe ``C``, Platt
+scaling, thresholds), all counted in the budget; under ``oracle`` the choices use the
+validation split. Writes ``scores.csv`` (one row per scored val/test image and mode:
+probability and raw score), ``run.json`` (budget, label counts, ``n_val_labels``,
+``val_protocol``, what each mode chose) and, for full fine-tuning, ``model.pt``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 
 from medssl.data.dataset import load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
-from medssl.data.splits import SplitError, select_budget
+from medssl.data.splits import SplitError, budget_parts
 from medssl.data.transforms import ssl_views
 from medssl.params import ParamsError, get, get_positive, load_params
 from medssl.train.arms import ArmConfig, Labelled, ModeOutput, check_modes, run_arm
@@ -81,6 +84,23 @@ def labelled_images(ingested: Path, splits: Path, labels: Path, dims: int) -> pd
     return table[table["spatial_dims"] == dims].sort_values("image_id").reset_index(drop=True)
 
 
+def budget_split(
+    table: pd.DataFrame, budget: int | float | str, seed: int, protocol: str, p: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows to fit on and validation rows (``split`` set to ``val``) for one budget and seed."""
+    train = table[table["split"] == "train"]
+    if protocol == "budget":
+        fraction = get(p, "split.budget_val_fraction", float)
+        fit_ids, val_ids = budget_parts(train, budget, seed, fraction)
+        val = train[train["image_id"].isin(set(val_ids))].assign(split="val")
+    elif protocol == "oracle":
+        fit_ids, _ = budget_parts(train, budget, seed, 0.0)
+        val = table[table["split"] == "val"]
+    else:
+        raise ParamsError(f"params.yaml: 'split.validation' must be budget or oracle: {protocol!r}")
+    return train[train["image_id"].isin(set(fit_ids))], val
+
+
 def load_images(paths: list[str], size: int, dims: int, intensity: str) -> torch.Tensor:
     """Preprocessed ``(N, 1, *spatial)`` float32 as a plain tensor (no MONAI metadata)."""
     return load_stack(paths, size, dims, intensity)
@@ -111,13 +131,19 @@ def main() -> None:
         modes = [str(m) for m in get(p, f"finetune.modes.{args.arm}", list)]
         check_modes(args.arm, modes)
         size = get_positive(p, "model.image_size", int)
+        protocol = get(p, "split.validation", str)
         table = labelled_images(args.ingested, args.splits, args.labels, cfg.spatial_dims)
-        train = table[table["split"] == "train"]
-        train = train[train["image_id"].isin(select_budget(train, args.budget, args.seed))]
+        if table.empty:
+            raise SplitError(
+                "no labelled images (labels.path is null or matches no "
+                f"{cfg.spatial_dims}D image): fine-tuning waits for a label set; the encoder "
+                "needs none (dvc repro pretrain)"
+            )
+        train, val = budget_split(table, args.budget, args.seed, protocol, p)
         init = load_pretrained(args.encoder, p) if args.arm == "ssl" else None
     except (ParamsError, SplitError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    scored = table[table["split"].isin(["val", "test"])]
+    scored = pd.concat([val, table[table["split"] == "test"]], ignore_index=True)
     intensity = get(p, "model.intensity", str)
     data = Labelled(
         x_train=load_images(train["nifti"].tolist(), size, cfg.spatial_dims, intensity),
@@ -127,7 +153,11 @@ def main() -> None:
         is_val=(scored["split"] == "val").to_numpy(),
     )
     n_pos = int(data.y_train.sum())
-    print(f"{args.arm}: {len(train)} labels ({n_pos} abnormal), modes {modes}")
+    n_val_pos = int(val["label"].sum()) if protocol == "budget" else 0
+    print(
+        f"{args.arm}: {len(train)} labels to fit ({n_pos} abnormal), {len(val)} to choose with "
+        f"({protocol} protocol), modes {modes}"
+    )
     augment = ssl_views(size, cfg.spatial_dims, min_crop=0.8, noise_std=0.01)
     outputs = run_arm(args.arm, modes, data, cfg, seed=args.seed, init=init, augment=augment)
 
@@ -140,9 +170,12 @@ def main() -> None:
         "arm": args.arm,
         "budget": args.budget,
         "seed": args.seed,
-        "n_labels": len(train),
-        "n_abnormal": n_pos,
-        "n_normal": len(train) - n_pos,
+        "n_labels": len(train) + (len(val) if protocol == "budget" else 0),
+        "n_fit_labels": len(train),
+        "n_val_labels": len(val),
+        "val_protocol": protocol,
+        "n_abnormal": n_pos + n_val_pos,
+        "n_normal": len(train) + len(val) - n_pos - n_val_pos,
         "encoder": cfg.encoder if args.arm != "pixels" else None,
         "modes": {m: o.info for m, o in outputs.items()},
     }

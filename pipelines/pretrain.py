@@ -1,4 +1,7 @@
-"""Stage pretrain: self-supervised pretraining of the encoder on training-split images.
+"""Stage pretrain: self-supervised pretraining of the encoder on every pool image.
+
+Label-free: it reads the manifest and the evaluation reserve only, so one encoder serves
+every label set (a new ``labels.path`` never re-runs this stage).
 
 Resumes from ``--checkpoints/last.pt`` when the same configuration was interrupted
 (SIGTERM saves a checkpoint first; SIGKILL loses at most ``pretrain.checkpoint_every``
@@ -14,19 +17,18 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from dvclive import Live
 
 from medssl.data.dataset import DiskCachedImages, load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
+from medssl.data.reserve import ReserveError, pool_images, read_reserve
 from medssl.data.transforms import CT_WINDOWS_HU, windows_in_unit_range
 from medssl.params import ParamsError, get, get_positive, load_params
 from medssl.train import distributed as dist
 from medssl.train.pretrain import (
     Preempted,
     PretrainConfig,
-    ProbeSet,
     RunOptions,
     pretrain,
 )
@@ -85,45 +87,9 @@ def options_from_params(p: dict[str, Any], checkpoints: Path) -> RunOptions:
         checkpoint_dir=checkpoints,
         checkpoint_every=get_positive(p, "pretrain.checkpoint_every", int),
         log_every=get_positive(p, "pretrain.log_every", int),
-        knn_every=get(p, "pretrain.knn_every", int),
-        knn_k=get_positive(p, "pretrain.knn_k", int),
+        knn_every=0,  # the kNN probe needs labels; the stage is label-free
         workers=get(p, "pretrain.workers", int),
         device=get(p, "pretrain.device", str),
-    )
-
-
-def split_images(
-    manifest: pd.DataFrame, splits: pd.DataFrame, split: str, dims: int
-) -> pd.DataFrame:
-    """Manifest rows of one split with the configured dimensionality, in manifest order."""
-    chosen = splits[splits["split"] == split][["image_id"]]
-    rows = manifest.merge(chosen, on="image_id")
-    return rows[rows["spatial_dims"] == dims].reset_index(drop=True)
-
-
-def probe_set(
-    manifest: pd.DataFrame, splits: pd.DataFrame, labels: Path, c: PretrainConfig, intensity: str
-) -> ProbeSet | None:
-    """Labelled train images (bank) and labelled validation images (queries), or None."""
-    if not labels.exists():
-        return None
-    y = pd.read_csv(labels, dtype={"image_id": str})
-    parts = []
-    for split in ("train", "val"):
-        rows = split_images(manifest, splits, split, c.spatial_dims).merge(y, on="image_id")
-        parts.append(rows)
-    if any(len(part) == 0 for part in parts):
-        print("kNN probe off: no labelled train or validation images")
-        return None
-    stacks = [
-        load_stack(part["nifti"].tolist(), c.image_size, c.spatial_dims, intensity)
-        for part in parts
-    ]
-    return ProbeSet(
-        bank=stacks[0],
-        bank_labels=torch.tensor(parts[0]["label"].to_numpy(dtype=int)),
-        queries=stacks[1],
-        query_labels=torch.tensor(parts[1]["label"].to_numpy(dtype=int)),
     )
 
 
@@ -156,8 +122,7 @@ def write_encoder(out: Path, state: dict[str, torch.Tensor], meta: dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ingested", type=Path, required=True)
-    parser.add_argument("--splits", type=Path, required=True)
-    parser.add_argument("--labels", type=Path, default=None, help="image_id,label (kNN probe)")
+    parser.add_argument("--reserve", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, default=Path("models/pretrain_cache"))
@@ -180,6 +145,8 @@ def main() -> None:
         sys.exit(f"error: {exc}")
     try:
         run(args, config, options, intensity, cache, info)
+    except ReserveError as exc:
+        sys.exit(f"error: {exc}")
     except Preempted as exc:
         print(exc, file=sys.stderr)
         sys.exit(143)  # 128 + SIGTERM: DVC sees a failed stage; rerun to resume
@@ -197,18 +164,18 @@ def run(
 ) -> None:
     """Load data, train, and (rank 0) write the encoder and its record."""
     manifest = read_manifest(args.ingested / MANIFEST_NAME)
-    splits = pd.read_csv(args.splits, dtype=str)
-    train = split_images(manifest, splits, "train", config.spatial_dims)
+    train = pool_images(manifest, read_reserve(args.reserve), config.spatial_dims)
+    if train.empty:
+        raise ReserveError(
+            f"no {config.spatial_dims}D images outside the evaluation reserve to pretrain on"
+        )
     paths = train["nifti"].tolist()
     images = cached_images(paths, config, intensity, cache, args.cache_dir, info, options.workers)
-    probe = None
     if info.is_main:
         print(
-            f"pretraining {config.method} on {len(train)} images of {config.image_size}^"
+            f"pretraining {config.method} on {len(train)} pool images of {config.image_size}^"
             f"{config.spatial_dims} voxels, {info.world_size} process(es) on {info.device}"
         )
-        if args.labels is not None and options.knn_every > 0:  # else the probe never runs
-            probe = probe_set(manifest, splits, args.labels, config, intensity)
     live = Live(str(args.live), dvcyaml=None, save_dvc_exp=False) if info.is_main else None
 
     def log(step: int, metrics: dict[str, float]) -> None:
@@ -225,7 +192,7 @@ def run(
             config,
             options,
             info,
-            probe,
+            None,
             on_metrics=log if live is not None else None,
         )
     if not info.is_main:

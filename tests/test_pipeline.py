@@ -21,7 +21,7 @@ TINY = {
     "demo": {"n_patients": 16, "image_size": 48, "n_ct": 1},
     "model": {"image_size": 32},
     "pretrain": {"epochs": 2, "batch_size": 16},
-    "finetune": {"budgets": [4, "all"], "steps": 4, "eval_every": 2},
+    "finetune": {"budgets": [8, "all"], "seeds": [0, 1], "steps": 4, "eval_every": 2},
     "evaluate": {"n_boot": 50},
 }
 
@@ -62,7 +62,8 @@ def test_results_cover_every_arm_mode_and_budget(workspace: Path) -> None:
     records = json.loads((workspace / "results" / "label_efficiency.json").read_text())
     modes = {"ssl": {"linear", "full", "knn"}, "scratch": {"full"}, "pixels": {"logistic", "knn"}}
     got = {(r["arm"], r["mode"], r["budget"]) for r in records}
-    assert got == {(a, m, b) for a, ms in modes.items() for m in ms for b in (4, "all")}
+    assert got == {(a, m, b) for a, ms in modes.items() for m in ms for b in (8, "all")}
+    assert {r["seed"] for r in records} == {0, 1}
     required = {"arm", "mode", "n_labels", "seed", "auroc", "auroc_ci_low", "auroc_ci_high"}
     required |= {"auprc", "headline", "val_auroc", "sens_at_spec90", "sens_at_spec95", "ece"}
     required |= {"brier", "tn", "fp", "fn", "tp", "p_vs_scratch", "p_vs_pixels"}
@@ -74,7 +75,12 @@ def test_results_cover_every_arm_mode_and_budget(workspace: Path) -> None:
         )
         assert (r["p_vs_scratch"] is None) == (r["arm"] == "scratch")
     n_labels = {r["budget"]: r["n_labels"] for r in records}
-    assert n_labels[4] == 4 < n_labels["all"]
+    assert n_labels[8] == 8 < n_labels["all"]
+    for r in records:  # every choice was made on labels counted inside the budget
+        assert r["val_protocol"] == "budget" and 2 <= r["n_val_labels"] < r["n_labels"]
+    seeds = json.loads((workspace / "results" / "label_efficiency_seeds.json").read_text())
+    assert {(r["arm"], r["mode"], r["budget"]) for r in seeds} == got
+    assert all(r["n_seeds"] == 2 and r["auroc_min"] <= r["auroc_mean"] for r in seeds)
     shown = _run(workspace, "dvc", "metrics", "show", "--json").stdout
     assert "auroc" in shown
     plots = workspace / "results" / "plots"
@@ -94,7 +100,11 @@ def test_results_cover_every_arm_mode_and_budget(workspace: Path) -> None:
 def test_no_patient_in_two_splits(workspace: Path) -> None:
     splits = pd.read_csv(workspace / "data" / "splits" / "splits.csv")
     assert splits.groupby("patient_key")["split"].nunique().max() == 1
-    assert set(splits["split"]) == {"train", "val", "test"}
+    assert set(splits["split"]) == {"train", "test"}  # budget protocol: no oracle split
+    reserve = pd.read_csv(workspace / "data" / "reserve" / "reserve.csv")
+    merged = splits.merge(reserve, on=["image_id", "patient_key"])
+    assert len(merged) == len(splits) == len(reserve)
+    assert (merged["split"] == "test").equals(merged["part"] == "reserve")
 
 
 @pytest.mark.slow
@@ -144,15 +154,15 @@ def test_second_repro_is_a_noop(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_bad_label_csv_fails_and_changes_nothing(workspace: Path) -> None:
-    good = (workspace / "data" / "raw" / "demo" / "labels.csv").read_text()
-    bad = workspace / "bad_labels.csv"
+    good = (workspace / "labels" / "demo.csv").read_text()
+    bad = workspace / "labels" / "bad_labels.csv"
     bad.write_text(good + "xray/NOBODY/none.dcm,1\n")
     results = workspace / "results" / "label_efficiency.json"
     before = results.read_bytes()
     params_file = workspace / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)
-    params["labels"]["path"] = "bad_labels.csv"
+    params["labels"]["path"] = "labels/bad_labels.csv"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         proc = _run(workspace, "dvc", "repro", check=False)
@@ -162,6 +172,7 @@ def test_bad_label_csv_fails_and_changes_nothing(workspace: Path) -> None:
         assert results.read_bytes() == before
     finally:
         params_file.write_text(original)
+        bad.unlink()
 
 
 @pytest.mark.slow
@@ -171,13 +182,54 @@ def test_budget_the_labels_cannot_fill_fails_before_training(workspace: Path) ->
     params_file = workspace / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)
-    params["finetune"]["budgets"] = [4, 500]
+    params["finetune"]["budgets"] = [8, 500]
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         proc = _run(workspace, "dvc", "repro", check=False)
         assert proc.returncode != 0
-        assert "finetune.budgets: budget 500 exceeds the" in proc.stderr
+        assert "finetune.budgets (seed 0): budget 500 exceeds the" in proc.stderr
         assert "Running stage 'finetune" not in proc.stdout
         assert results.read_bytes() == before
     finally:
         params_file.write_text(original)
+
+
+@pytest.mark.slow
+def test_without_labels_the_encoder_still_trains(workspace: Path) -> None:
+    """labels.path null: split says evaluation waits; fine-tuning stops with a clear line."""
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["labels"]["path"] = None
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        dry = _run(workspace, "dvc", "repro", "--dry", "pretrain").stdout
+        assert "Running stage" not in dry  # the encoder needs no label set
+        proc = _run(workspace, "dvc", "repro", "split")
+        assert "no label set (labels.path is null)" in proc.stdout
+        proc = _run(workspace, "dvc", "repro", check=False)
+        assert proc.returncode != 0
+        assert "fine-tuning waits for a label set" in proc.stderr
+    finally:
+        params_file.write_text(original)
+        _run(workspace, "dvc", "repro", "split")
+
+
+@pytest.mark.slow
+def test_a_new_label_set_reuses_the_encoder(workspace: Path) -> None:
+    """``dvc exp run -S labels.path=...`` re-runs split and after, never ingest or pretrain."""
+    encoder = workspace / "models" / "pretrain" / "encoder.pt"
+    before = encoder.read_bytes()
+    table = pd.read_csv(workspace / "labels" / "demo.csv", dtype=str)
+    table = table.sample(frac=0.8, random_state=1).sort_values("path")  # another label set
+    table.to_csv(workspace / "labels" / "second.csv", index=False, lineterminator="\n")
+    _run(workspace, "git", "add", "-A")
+    _run(workspace, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    out = _run(workspace, "dvc", "exp", "run", "-S", "labels.path=labels/second.csv").stdout
+    for stage in ("demo_data", "ingest", "pretrain"):
+        assert f"Stage '{stage}' didn't change, skipping" in out
+        assert f"Running stage '{stage}'" not in out
+    assert "Running stage 'split'" in out and "Running stage 'evaluate'" in out
+    assert encoder.read_bytes() == before
+    records = json.loads((workspace / "results" / "label_efficiency.json").read_text())
+    assert records and all(r["n_val_labels"] <= r["n_labels"] for r in records)

@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from medssl.data.keys import KEY_COLUMNS, normalise_key
 from medssl.data.rows import listed_rows
 from medssl.data.splits import SPLITS
 from medssl.io.deid import Pseudonymizer
-
-#: Label key name -> (pseudonym kind, manifest column).
-KEY_COLUMNS: dict[str, tuple[str, str]] = {
-    "path": ("path", "source_key"),
-    "sop_instance_uid": ("sop", "sop_key"),
-    "series_instance_uid": ("series", "series_key"),
-    "study_instance_uid": ("study", "study_key"),
-}
 
 
 class LabelError(ValueError):
@@ -61,16 +54,6 @@ def read_label_csv(path: Path, key: str, label_column: str) -> pd.DataFrame:
         raise LabelError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     frame["row"] = range(2, len(frame) + 2)
     return frame
-
-
-def normalise_key(key: str, value: str) -> str:
-    """Strip blanks; for ``path`` keys also use POSIX separators and drop a leading ``./``."""
-    value = str(value).strip()
-    if key == "path":
-        value = value.replace("\\", "/")
-        while value.startswith("./"):
-            value = value[2:]
-    return value
 
 
 def parse_labels(

@@ -87,3 +87,20 @@ def read_manifest(path: Path) -> pd.DataFrame:
     frame["spatial_dims"] = frame["spatial_dims"].astype(int)
     frame["nifti"] = [str(path.parent / p) for p in frame["nifti"]]
     return frame
+
+
+def unusable_sources(ingested: Path) -> set[str]:
+    """``source_key`` of files quarantined, skipped as duplicates or dropped by a QC rule.
+
+    Label rows naming them are dropped rather than failing: the image is unreadable (see
+    ``quarantine.csv``), already present under another path, or excluded on purpose
+    (``ingest.drop_flags``, e.g. localizers). Other skipped files (hidden, non-image
+    extensions) are not images, so a label row naming one stays an error.
+    """
+    keys = set(pd.read_csv(ingested / QUARANTINE_NAME, dtype=str)["source_key"])
+    skipped = ingested / SKIPPED_NAME
+    if skipped.exists():
+        table = pd.read_csv(skipped, dtype=str)
+        dropped = (table["rule"] == "duplicate_instance") | table["rule"].str.startswith("qc_")
+        keys |= set(table.loc[dropped, "source_key"])
+    return keys

@@ -1,70 +1,44 @@
-"""Patient-level seeded splits and nested, stratified label budgets.
+"""Patient-level splits from the evaluation reserve, and nested, stratified label budgets.
 
 Splitting by image leaks a patient's anatomy across train and test and inflates results;
-every split here is by patient key.
+every split here is by patient key. Pool patients (see :mod:`medssl.data.reserve`) give the
+training labels; reserved patients give the test set and, under the ``oracle`` validation
+protocol, a separate validation set.
+
+Validation protocols (``split.validation``):
+
+* ``budget`` (default, realistic): every label used for a choice (early stopping, probe
+  ``C``, Platt scaling, operating thresholds) comes out of the label budget. Each budget is
+  split by patient into a *fit* and a *val* part (:func:`budget_parts`), so ``n_val_labels``
+  is counted inside ``n_labels`` (Oliver et al., NeurIPS 2018, section 4.6, "small
+  validation sets").
+* ``oracle``: choices use a fully labelled validation split drawn from reserved patients,
+  whatever the budget. Reported as such; it flatters methods that need tuning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from medssl.data.reserve import POOL, RESERVE, hash_unit
 from medssl.data.rows import listed_rows
 
+if TYPE_CHECKING:
+    from medssl.io.deid import Pseudonymizer
+
 SPLITS = ("train", "val", "test")
+#: ``split.validation`` values.
+PROTOCOLS = ("budget", "oracle")
 
 
 class SplitError(ValueError):
-    """Fractions, pins or budgets that cannot be satisfied."""
-
-
-def assign_splits(
-    patients: Sequence[str],
-    fractions: Mapping[str, float],
-    seed: int,
-    pinned: Mapping[str, str] | None = None,
-    strata: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Assign each patient to train/val/test, stratified.
-
-    Within each stratum (e.g. patients with an abnormal label, with only normal labels,
-    unlabelled) patients are sorted, permuted with a seeded generator and dealt to the split
-    furthest below its target share, so every split gets its share of each stratum. Pinned
-    patients keep their split and count towards its share.
-
-    Args:
-        patients: patient keys (duplicates ignored).
-        fractions: ``{"train": .6, "val": .2, "test": .2}``, summing to 1.
-        seed: permutation seed.
-        pinned: ``patient -> split`` fixed by the label CSV.
-        strata: ``patient -> stratum name``; one stratum when omitted.
-
-    Returns:
-        ``patient -> split``.
-    """
-    if set(fractions) != set(SPLITS) or any(f < 0 for f in fractions.values()):
-        raise SplitError(f"split fractions must give train, val, test >= 0, got {fractions}")
-    if abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise SplitError(f"split fractions must sum to 1, got {sum(fractions.values()):.3f}")
-    pinned = dict(pinned or {})
-    strata = strata or {}
-    groups: dict[str, list[str]] = {}
-    for p in sorted(set(patients)):
-        groups.setdefault(strata.get(p, ""), []).append(p)
-    rng = np.random.default_rng(seed)
-    out = dict(pinned)
-    for name in sorted(groups):
-        members = groups[name]
-        free = [p for p in members if p not in pinned]
-        targets = {s: fractions[s] * len(members) for s in SPLITS}
-        counts = {s: sum(1 for p in members if pinned.get(p) == s) for s in SPLITS}
-        for idx in rng.permutation(len(free)):
-            split = max(SPLITS, key=lambda s: (targets[s] - counts[s], -SPLITS.index(s)))
-            out[free[idx]] = split
-            counts[split] += 1
-    return out
+    """Protocols, pins or budgets that cannot be satisfied."""
 
 
 def patient_overlap(splits: pd.DataFrame) -> int:
@@ -171,92 +145,191 @@ def select_budget(labels: pd.DataFrame, budget: int | float | str, seed: int) ->
 
 
 def check_budgets(
-    labels: pd.DataFrame, budgets: Sequence[int | float | str]
-) -> list[tuple[int | float | str, int, int]]:
-    """Check every budget against the training labels before anything is trained.
+    labels: pd.DataFrame,
+    budgets: Sequence[int | float | str],
+    seeds: Sequence[int] = (0,),
+    val_fraction: float = 0.0,
+) -> list[tuple[int | float | str, int, int, int]]:
+    """Check every budget and seed against the training labels before anything is trained.
 
     Args:
-        labels: ``label`` column of the labelled training images.
+        labels: ``image_id, patient_key, label`` of the labelled training images.
         budgets: budget specs (``finetune.budgets``).
+        seeds: label-subset seeds (``finetune.seeds``).
+        val_fraction: within-budget validation share (0: oracle protocol).
 
     Returns:
-        ``(budget, abnormal, normal)`` per budget.
+        ``(budget, abnormal, normal, validation labels of the first seed)`` per budget.
 
     Raises:
-        SplitError: naming the first budget that cannot be drawn.
+        SplitError: naming the first budget (and seed) that cannot be drawn.
     """
-    n_pos = int((labels["label"] == 1).sum())
-    n_neg = int((labels["label"] == 0).sum())
     out = []
     for budget in budgets:
-        try:
-            take = budget_counts(budget, n_pos, n_neg)
-        except SplitError as exc:
-            raise SplitError(f"finetune.budgets: {exc}") from exc
-        out.append((budget, *take))
+        n_val = -1
+        for seed in seeds:
+            try:
+                fit, val = budget_parts(labels, budget, seed, val_fraction)
+            except SplitError as exc:
+                raise SplitError(f"finetune.budgets (seed {seed}): {exc}") from exc
+            n_val = len(val) if n_val < 0 else n_val
+        chosen = labels[labels["image_id"].isin(set(fit) | set(val))]
+        n_pos = int((chosen["label"] == 1).sum())
+        out.append((budget, n_pos, len(chosen) - n_pos, n_val))
     return out
 
 
-def make_splits(
-    manifest: pd.DataFrame, labels: pd.DataFrame, fractions: Mapping[str, float], seed: int
-) -> pd.DataFrame:
-    """Split every ingested image by patient, honouring pins from the label CSV.
+def budget_parts(
+    labels: pd.DataFrame, budget: int | float | str, seed: int, val_fraction: float
+) -> tuple[list[str], list[str]]:
+    """Draw a budget and split it by patient into labels to fit on and labels to choose with.
+
+    The budget is the nested, stratified draw of :func:`select_budget`. Within each class,
+    patients are ranked in the order the draw takes them; patient ``r`` goes to the
+    validation part when ``ceil((r + 1) f) > ceil(r f)`` (``f = val_fraction``): the first
+    patient of each class, then every ``1/f``-th. The rule depends only on a patient's rank,
+    so parts are nested across budgets as the budgets are (a patient labelled in both
+    classes is validation if either rank says so).
 
     Args:
-        manifest: ``image_id, patient_key`` (all ingested images).
-        labels: from :func:`medssl.data.labels.join_labels` (``image_id, label,
-            split_pin, patient_pin``).
-        fractions: split shares.
-        seed: split seed.
+        labels: ``image_id, patient_key, label`` of the training split.
+        budget: see :func:`parse_budget`.
+        seed: sampling seed (the draw and hence the parts).
+        val_fraction: share of each class's patients held out, in [0, 1); 0 gives no
+            validation part (oracle protocol).
+
+    Returns:
+        ``(fit, val)`` sorted image ids; together they are the budget.
+
+    Raises:
+        SplitError: a part without both classes.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise SplitError(f"split.budget_val_fraction must be in [0, 1), got {val_fraction}")
+    f = Fraction(val_fraction).limit_denominator(10_000)
+    orders = budget_order(labels, seed)
+    n_pos, n_neg = budget_counts(budget, len(orders[1]), len(orders[0]))
+    chosen = orders[1][:n_pos] + orders[0][:n_neg]
+    patient_of = dict(zip(labels["image_id"], labels["patient_key"], strict=True))
+    held: set[str] = set()
+    for ids in (orders[1][:n_pos], orders[0][:n_neg]):
+        ranks: dict[str, int] = {}
+        for i in ids:
+            ranks.setdefault(patient_of[i], len(ranks))
+        held |= {p for p, r in ranks.items() if math.ceil((r + 1) * f) > math.ceil(r * f)}
+    fit = sorted(i for i in chosen if patient_of[i] not in held)
+    val = sorted(i for i in chosen if patient_of[i] in held)
+    label_of = dict(zip(labels["image_id"], labels["label"], strict=True))
+    parts = (("fit", fit), ("val", val)) if f > 0 else (("fit", fit),)
+    for name, ids in parts:
+        if {int(label_of[i]) for i in ids} != {0, 1}:
+            raise SplitError(
+                f"budget {budget!r}: its {name} part lacks a class after holding out "
+                f"split.budget_val_fraction={val_fraction} of its patients for validation; "
+                "raise the budget (at least 2 patients per class)"
+            )
+    return fit, val
+
+
+def make_splits(
+    reserve: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    protocol: str,
+    oracle_val_fraction: float,
+    seed: int,
+    pseudo: Pseudonymizer,
+) -> pd.DataFrame:
+    """Pool patients train, reserved patients test (and oracle validation).
+
+    A label CSV may group images into patients (``patient_id``) and pin rows to a split
+    (``split``). Both are checked against the reserve, never allowed to move a patient:
+    a patient whose images lie on both sides, a ``train`` row on a reserved patient or a
+    ``val``/``test`` row on a pool patient is an error naming the rows. Reserved patients
+    pinned ``val`` form the oracle's validation split (the ``budget`` protocol neither uses
+    nor scores them); without pins, the ``oracle`` protocol deals reserved patients to
+    validation by a keyed hash (``oracle_val_fraction``).
+
+    Args:
+        reserve: ``image_id, patient_key, part`` (:func:`medssl.data.reserve.partition`).
+        labels: from :func:`medssl.data.labels.join_labels` (``image_id, label, split_pin,
+            patient_pin, row``); may be empty.
+        protocol: one of :data:`PROTOCOLS`.
+        oracle_val_fraction: share of reserved patients for oracle validation, in (0, 1).
+        seed: seed of the oracle validation draw.
+        pseudo: the ingestion pseudonymizer (keys the draw).
 
     Returns:
         ``image_id, patient_key, split`` sorted by image id.
 
     Raises:
-        SplitError: when one patient is pinned to two splits.
+        SplitError: an unknown protocol or fraction, or pins that cross the reserve.
     """
-    frame = manifest[["image_id", "patient_key"]].merge(
-        labels[["image_id", "split_pin", "patient_pin"]], on="image_id", how="left"
+    if protocol not in PROTOCOLS:
+        raise SplitError(f"params.yaml: 'split.validation' must be one of {PROTOCOLS}")
+    if protocol == "oracle" and not 0.0 < oracle_val_fraction < 1.0:
+        raise SplitError("params.yaml: 'split.oracle_val_fraction' must be in (0, 1)")
+    frame = reserve[["image_id", "patient_key", "part"]].merge(
+        labels[["image_id", "split_pin", "patient_pin", "row"]], on="image_id", how="left"
     )
-    frame = frame.fillna("")
+    frame[["split_pin", "patient_pin"]] = frame[["split_pin", "patient_pin"]].fillna("")
     override = frame["patient_pin"] != ""
     frame.loc[override, "patient_key"] = frame.loc[override, "patient_pin"]
-    pins = frame[frame["split_pin"] != ""].groupby("patient_key")["split_pin"].unique()
-    clash = [str(p) for p, s in pins.items() if len(s) > 1]
-    if clash:
-        raise SplitError(_clash_message(frame, labels, clash))
-    pinned = {str(p): str(s[0]) for p, s in pins.items()}
-    labelled = frame.merge(labels[["image_id", "label"]], on="image_id")
-    status = labelled.groupby("patient_key")["label"].max()
-    strata = {str(p): ("abnormal" if v == 1 else "normal") for p, v in status.items()}
-    assignment = assign_splits(frame["patient_key"].tolist(), fractions, seed, pinned, strata)
-    frame["split"] = frame["patient_key"].map(assignment)
+    _check_sides(frame)
+    frame["split"] = np.where(frame["part"] == POOL, "train", "test")
+    reserved = frame["part"] == RESERVE
+    if protocol == "oracle":
+        drawn = [
+            hash_unit(pseudo, seed, f"oracle-val:{p}") < oracle_val_fraction
+            for p in frame.loc[reserved, "patient_key"]
+        ]
+        frame.loc[reserved, "split"] = np.where(drawn, "val", "test")
+    pins = frame[reserved & (frame["split_pin"] != "")].groupby("patient_key")["split_pin"]
+    pinned = pins.agg(lambda v: "val" if set(v) == {"val"} else "test")
+    has_pin = frame["patient_key"].isin(set(pinned.index)) & reserved
+    frame.loc[has_pin, "split"] = frame.loc[has_pin, "patient_key"].map(pinned)
     out = frame[["image_id", "patient_key", "split"]].sort_values("image_id")
     return out.reset_index(drop=True)
 
 
-def _clash_message(frame: pd.DataFrame, labels: pd.DataFrame, clash: Sequence[str]) -> str:
-    """Name the label CSV rows that pin one patient's images to different splits."""
-    text = f"{len(clash)} patient(s) pinned to two splits by the label CSV"
-    if "row" not in labels:
-        return text
-    ids = frame.loc[frame["patient_key"].isin(set(clash)) & (frame["split_pin"] != ""), "image_id"]
-    rows = sorted(int(r) for r in labels.loc[labels["image_id"].isin(set(ids)), "row"])
-    return f"label CSV row {listed_rows(rows)}: {text}"
+def _rows(frame: pd.DataFrame, mask: pd.Series) -> str:
+    rows = sorted(int(r) for r in frame.loc[mask, "row"].dropna())
+    return f"label CSV row {listed_rows(rows)}" if rows else "label CSV"
+
+
+def _check_sides(frame: pd.DataFrame) -> None:
+    """Raise SplitError when label-CSV patients or pins cross the evaluation reserve."""
+    sides = frame.groupby("patient_key")["part"].nunique()
+    crossing = frame["patient_key"].isin(set(sides[sides > 1].index)) & (frame["row"].notna())
+    if crossing.any():
+        raise SplitError(
+            f"{_rows(frame, crossing)}: 'patient_id' joins images on both sides of the "
+            "evaluation reserve; give patients at ingestion (data.sidecar) or list them in "
+            "reserve.path"
+        )
+    wrong = ((frame["split_pin"] == "train") & (frame["part"] == RESERVE)) | (
+        frame["split_pin"].isin(("val", "test")) & (frame["part"] == POOL)
+    )
+    if wrong.any():
+        raise SplitError(
+            f"{_rows(frame, wrong)}: 'split' pins a patient to the other side of the "
+            "evaluation reserve (train = pool, val/test = reserve); list the test patients "
+            "in reserve.path, or drop the split column"
+        )
 
 
 def check_both_classes(splits: pd.DataFrame, labels: pd.DataFrame) -> None:
-    """Every split needs normal and abnormal labelled images to be trained or scored.
+    """Every split present needs normal and abnormal labelled images to be trained or scored.
 
     Raises:
         SplitError: naming the split and the missing class.
     """
     joined = splits.merge(labels[["image_id", "label"]], on="image_id")
-    for split in SPLITS:
+    for split in [s for s in SPLITS if s in set(splits["split"])]:
         present = set(joined.loc[joined["split"] == split, "label"].astype(int))
         for cls, name in ((0, "normal"), (1, "abnormal")):
             if cls not in present:
                 raise SplitError(
                     f"the {split} split has no {name} labelled images; add labels or "
-                    "change split.fractions / split.seed"
+                    "change reserve.fraction / reserve.seed (or reserve.path)"
                 )

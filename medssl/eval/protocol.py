@@ -38,6 +38,8 @@ RECORD_KEYS = (
     "headline",
     "budget",
     "n_labels",
+    "n_val_labels",
+    "val_protocol",
     "seed",
     "val_auroc",
     "auroc",
@@ -154,6 +156,10 @@ def compare_modes(
 RunScores = tuple[Mapping[str, Any], pd.DataFrame]
 
 
+def _optional(value: Any, kind: type) -> Any:
+    return None if value is None else kind(value)
+
+
 def evaluate_runs(
     runs: Sequence[RunScores],
     headline: Mapping[str, str],
@@ -176,7 +182,10 @@ def evaluate_runs(
     Returns:
         Records sorted by budget size, arm, mode and seed; ``p_vs_scratch`` /
         ``p_vs_pixels`` compare each mode with that baseline's headline mode on the same
-        budget and seed (None where not applicable).
+        budget and seed (None where not applicable). ``n_val_labels`` (labels behind the
+        validation choices) and ``val_protocol`` (``"budget"``: counted in the budget;
+        ``"oracle"``: a separate, fully labelled split) are copied from run.json, None
+        where an older run.json lacks them.
     """
     by_key: dict[tuple[str, str, int, str], pd.DataFrame] = {}
     records = []
@@ -197,6 +206,8 @@ def evaluate_runs(
                 "budget": run["budget"],
                 "n_labels": int(run["n_labels"]),
                 "n_abnormal": int(run.get("n_abnormal", -1)),
+                "n_val_labels": _optional(run.get("n_val_labels"), int),
+                "val_protocol": _optional(run.get("val_protocol"), str),
                 "seed": rseed,
             }
             rec.update(score_mode(part, how=how, n_boot=n_boot, seed=seed))
@@ -212,11 +223,108 @@ def evaluate_runs(
                 )
             rec[f"p_vs_{base}"] = p
         rec["compare"] = method
+    return sorted(records, key=_rank)
+
+
+def _rank(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sort key: labels, arm (``ARM_ORDER`` first), mode, seed (when the row has one)."""
     order = {a: i for i, a in enumerate(ARM_ORDER)}
-    return sorted(
-        records,
-        key=lambda r: (r["n_labels"], order.get(r["arm"], 9), r["arm"], r["mode"], r["seed"]),
-    )
+    arm = str(row["arm"])
+    return (row["n_labels"], order.get(arm, 9), arm, str(row["mode"]), row.get("seed", -1))
+
+
+#: Keys of each :func:`seed_summary` row (``results/label_efficiency_seeds.json``).
+SEED_SUMMARY_KEYS = (
+    "arm",
+    "mode",
+    "headline",
+    "budget",
+    "n_labels",
+    "n_val_labels",
+    "val_protocol",
+    "n_seeds",
+    "seeds",
+    "auroc_mean",
+    "auroc_sd",
+    "auroc_min",
+    "auroc_max",
+    "auroc_ci_low_mean",
+    "auroc_ci_high_mean",
+    "auprc_mean",
+    "sens_at_spec90_mean",
+)
+
+
+def _finite_values(group: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    values = [r.get(key) for r in group]
+    out = np.array([v for v in values if v is not None], dtype=float)
+    return out[np.isfinite(out)]
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def _int_mean(values: Sequence[Any]) -> int | None:
+    known = [float(v) for v in values if v is not None]
+    return round(sum(known) / len(known)) if known else None
+
+
+def _shared(values: Sequence[Any]) -> str | None:
+    """The value the seeds share; differing values joined with ``+``; None when none."""
+    known = sorted({str(v) for v in values if v is not None})
+    return "+".join(known) if known else None
+
+
+def _auroc_spread(group: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Mean, sample SD (ddof=1, None below two seeds), min and max of the seeds' AUROC."""
+    values = _finite_values(group, "auroc")
+    return {
+        "auroc_mean": _mean(values),
+        "auroc_sd": float(values.std(ddof=1)) if values.size > 1 else None,
+        "auroc_min": float(values.min()) if values.size else None,
+        "auroc_max": float(values.max()) if values.size else None,
+    }
+
+
+def _summarise(group: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One :func:`seed_summary` row from the records of one arm x mode x budget."""
+    first = group[0]
+    row: dict[str, Any] = {
+        "arm": first["arm"],
+        "mode": first["mode"],
+        "headline": any(bool(r.get("headline")) for r in group),
+        "budget": first["budget"],
+        "n_labels": _int_mean([r["n_labels"] for r in group]),
+        "n_val_labels": _int_mean([r.get("n_val_labels") for r in group]),
+        "val_protocol": _shared([r.get("val_protocol") for r in group]),
+        "n_seeds": len(group),
+        "seeds": sorted(int(r["seed"]) for r in group),
+    }
+    row.update(_auroc_spread(group))
+    for key in ("auroc_ci_low", "auroc_ci_high", "auprc", "sens_at_spec90"):
+        row[f"{key}_mean"] = _mean(_finite_values(group, key))
+    return row
+
+
+def seed_summary(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and spread across seeds, one row per arm x mode x budget.
+
+    With few labels, which labels were drawn matters as much as the test sample: the spread
+    across seeds is reported beside the mean of each seed's patient-bootstrap CI.
+
+    Args:
+        records: :func:`evaluate_runs` records (one per arm x mode x budget x seed).
+
+    Returns:
+        Rows with :data:`SEED_SUMMARY_KEYS`, sorted like :func:`evaluate_runs`. ``auroc_sd``
+        is the sample SD (ddof=1), None with one seed; means skip missing (None) values.
+        ``val_protocol`` joins differing values with ``+``.
+    """
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((str(r["arm"]), str(r["mode"]), str(r["budget"])), []).append(r)
+    return sorted((_summarise(g) for g in groups.values()), key=_rank)
 
 
 def headline_curves(scores: pd.DataFrame, how: str) -> dict[str, list[dict[str, float]]]:
@@ -243,11 +351,14 @@ def label_efficiency_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame
     """Headline AUROC and CI per arm vs number of labels, mean over seeds.
 
     Returns:
-        ``n_labels`` plus ``{arm}``, ``{arm}_ci_low``, ``{arm}_ci_high`` per arm.
+        ``n_labels`` plus ``{arm}``, ``{arm}_ci_low``, ``{arm}_ci_high`` (means over seeds)
+        and ``{arm}_seed_min``, ``{arm}_seed_max`` (AUROC range across seeds) per arm.
     """
     frame = pd.DataFrame([r for r in records if r["headline"]])
     cols = ["auroc", "auroc_ci_low", "auroc_ci_high"]
-    mean = frame.groupby(["n_labels", "arm"])[cols].mean().unstack("arm")
+    grouped = frame.groupby(["n_labels", "arm"])
+    mean = grouped[cols].mean().unstack("arm")
+    low, high = grouped["auroc"].min().unstack("arm"), grouped["auroc"].max().unstack("arm")
     table = pd.DataFrame(index=mean.index)
     arms = [a for a in ARM_ORDER if a in set(frame["arm"])]
     arms += sorted(set(frame["arm"]) - set(arms))
@@ -255,6 +366,8 @@ def label_efficiency_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame
         table[arm] = mean[("auroc", arm)]
         table[f"{arm}_ci_low"] = mean[("auroc_ci_low", arm)]
         table[f"{arm}_ci_high"] = mean[("auroc_ci_high", arm)]
+        table[f"{arm}_seed_min"] = low[arm]
+        table[f"{arm}_seed_max"] = high[arm]
     return table.round(4).reset_index()
 
 
@@ -315,5 +428,32 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
             f"| {_fmt(r.get('sens_at_spec90'))} | {_fmt(r.get('sens_at_spec95'))} "
             f"| {_fmt(r.get('ece'))} | {_fmt(r.get('brier'))} "
             f"| {_p(r.get('p_vs_scratch'))} | {_p(r.get('p_vs_pixels'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def seed_markdown_table(summary: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`seed_summary` rows as a Markdown table (headline modes in bold).
+
+    Columns: labels, arm, mode, number of seeds, validation labels and their protocol
+    (``budget`` or ``oracle``), test AUROC mean ± SD [min, max] across seeds, and the mean of
+    the seeds' 95 % CI bounds (patient bootstrap).
+    """
+    head = (
+        "| labels | arm | mode | seeds | n val labels | protocol "
+        "| AUROC mean ± SD [min, max] | mean per-seed 95% CI |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for r in summary:
+        mode = f"**{r['mode']}**" if r["headline"] else str(r["mode"])
+        n_val = "–" if r.get("n_val_labels") is None else str(r["n_val_labels"])
+        spread = (
+            f"{_fmt(r['auroc_mean'])} ± {_fmt(r['auroc_sd'])} "
+            f"[{_fmt(r['auroc_min'])}, {_fmt(r['auroc_max'])}]"
+        )
+        lines.append(
+            f"| {r['n_labels']} | {r['arm']} | {mode} | {r['n_seeds']} | {n_val} "
+            f"| {r.get('val_protocol') or '–'} | {spread} "
+            f"| [{_fmt(r['auroc_ci_low_mean'])}, {_fmt(r['auroc_ci_high_mean'])}] |"
         )
     return "\n".join(lines) + "\n"

@@ -1,49 +1,62 @@
-"""Patient-level splits and nested, stratified label budgets."""
+"""Reserve-based patient splits and nested, stratified label budgets with validation parts."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from medssl.data.reserve import partition
 from medssl.data.splits import (
     SplitError,
-    assign_splits,
+    budget_parts,
     make_splits,
     patient_overlap,
     select_budget,
 )
+from medssl.io.deid import Pseudonymizer
 
-FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
-
-
-def test_fractions_and_determinism() -> None:
-    patients = [f"p{i:03d}" for i in range(100)]
-    a = assign_splits(patients, FRACTIONS, seed=1)
-    assert a == assign_splits(list(reversed(patients)), FRACTIONS, seed=1)
-    assert a != assign_splits(patients, FRACTIONS, seed=2)
-    counts = pd.Series(a).value_counts()
-    assert counts["train"] == 60 and counts["val"] == 20 and counts["test"] == 20
+PSEUDO = Pseudonymizer(b"0123456789abcdef0123")
+NO_LABELS = pd.DataFrame(columns=["image_id", "label", "split_pin", "patient_pin", "row"])
 
 
-def test_pins_are_honoured() -> None:
-    patients = [f"p{i}" for i in range(10)]
-    out = assign_splits(patients, FRACTIONS, seed=0, pinned={"p1": "test", "p2": "test"})
-    assert out["p1"] == "test" and out["p2"] == "test"
-
-
-def test_bad_fractions() -> None:
-    with pytest.raises(SplitError, match="sum to 1"):
-        assign_splits(["a"], {"train": 0.5, "val": 0.2, "test": 0.2}, seed=0)
-
-
-def test_make_splits_keeps_patients_together() -> None:
+def _reserve(n_patients: int = 10, per_patient: int = 3, reserved: int = 3) -> pd.DataFrame:
     manifest = pd.DataFrame(
-        {"image_id": [f"i{k}" for k in range(30)], "patient_key": [f"p{k // 3}" for k in range(30)]}
+        {
+            "image_id": [f"i{k:03d}" for k in range(n_patients * per_patient)],
+            "patient_key": [f"p{k // per_patient:02d}" for k in range(n_patients * per_patient)],
+        }
     )
-    labels = pd.DataFrame(columns=["image_id", "label", "split_pin", "patient_pin"])
-    splits = make_splits(manifest, labels, FRACTIONS, seed=0)
+    return partition(manifest, {f"p{k:02d}" for k in range(reserved)})
+
+
+def _split(reserve: pd.DataFrame, labels: pd.DataFrame, protocol: str = "budget") -> pd.DataFrame:
+    return make_splits(
+        reserve, labels, protocol=protocol, oracle_val_fraction=0.5, seed=0, pseudo=PSEUDO
+    )
+
+
+def test_pool_trains_and_reserve_tests() -> None:
+    reserve = _reserve()
+    splits = _split(reserve, NO_LABELS)
     assert patient_overlap(splits) == 0
-    assert splits.groupby("patient_key")["split"].nunique().max() == 1
+    merged = splits.merge(reserve, on=["image_id", "patient_key"])
+    assert set(merged.loc[merged["part"] == "pool", "split"]) == {"train"}
+    assert set(merged.loc[merged["part"] == "reserve", "split"]) == {"test"}
+
+
+def test_oracle_validation_comes_from_the_reserve() -> None:
+    reserve = _reserve(n_patients=60, reserved=40)
+    splits = _split(reserve, NO_LABELS, protocol="oracle").merge(reserve)
+    assert set(splits.loc[splits["part"] == "pool", "split"]) == {"train"}
+    held = splits[splits["part"] == "reserve"]
+    assert set(held["split"]) == {"val", "test"}
+    assert held.groupby("patient_key")["split"].nunique().max() == 1
+    assert splits.equals(_split(reserve, NO_LABELS, protocol="oracle").merge(reserve))
+
+
+def test_unknown_protocol_is_refused() -> None:
+    with pytest.raises(SplitError, match="split.validation"):
+        _split(_reserve(), NO_LABELS, protocol="cv")
 
 
 def _train_labels(n_pos: int, n_neg: int) -> pd.DataFrame:
@@ -76,14 +89,6 @@ def test_budget_errors() -> None:
         select_budget(_train_labels(0, 10), 4, seed=0)
 
 
-def test_strata_spread_abnormal_patients_over_splits() -> None:
-    patients = [f"p{i:02d}" for i in range(20)]
-    strata = {p: ("abnormal" if i < 5 else "normal") for i, p in enumerate(patients)}
-    out = assign_splits(patients, FRACTIONS, seed=0, strata=strata)
-    abnormal_splits = {out[p] for p in patients[:5]}
-    assert abnormal_splits == {"train", "val", "test"}
-
-
 def test_check_both_classes_names_the_split() -> None:
     from medssl.data.splits import check_both_classes
 
@@ -100,25 +105,46 @@ def test_budget_counts_and_checks_name_the_budget() -> None:
     assert budget_counts(0.1, 3, 97) == (1, 9)  # at least one abnormal
     assert budget_counts("all", 3, 7) == (3, 7)
     labels = _train_labels(3, 10)
-    assert check_budgets(labels, [4, "all"]) == [(4, 1, 3), ("all", 3, 10)]
-    with pytest.raises(SplitError, match=r"finetune.budgets: budget 50 exceeds the 13"):
+    assert check_budgets(labels, [4, "all"]) == [(4, 1, 3, 0), ("all", 3, 10, 0)]
+    with pytest.raises(SplitError, match=r"finetune.budgets \(seed 0\): budget 50 exceeds"):
         check_budgets(labels, [4, 50])
-    with pytest.raises(SplitError, match=r"finetune.budgets: budget 4: .* no abnormal"):
+    with pytest.raises(SplitError, match=r"finetune.budgets \(seed 0\): budget 4: .* no abnorm"):
         check_budgets(_train_labels(0, 10), [4])
+    with pytest.raises(SplitError, match=r"budget 4: its fit part lacks a class"):
+        check_budgets(labels, [4], seeds=[0], val_fraction=0.25)
     with pytest.raises(SplitError, match="budget must be >= 2"):
         check_budgets(labels, [1])
 
 
-def test_pin_clash_names_label_rows() -> None:
-    manifest = pd.DataFrame({"image_id": ["i0", "i1", "i2"], "patient_key": ["p", "p", "q"]})
-    labels = pd.DataFrame(
-        {
-            "image_id": ["i0", "i1", "i2"],
-            "label": [1, 0, 0],
-            "split_pin": ["train", "test", ""],
-            "patient_pin": ["", "", ""],
-            "row": [2, 3, 4],
-        }
-    )
-    with pytest.raises(SplitError, match=r"label CSV row 2, 3: 1 patient\(s\) pinned to two"):
-        make_splits(manifest, labels, FRACTIONS, seed=0)
+def _labels(rows: list[tuple[str, int, str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["image_id", "label", "split_pin", "patient_pin"])
+    return frame.assign(row=range(2, len(frame) + 2))
+
+
+def test_pins_across_the_reserve_name_label_rows() -> None:
+    reserve = _reserve()  # p00..p02 reserved: images i000..i008
+    wrong = _labels([("i000", 1, "train", ""), ("i020", 0, "test", ""), ("i021", 0, "", "")])
+    with pytest.raises(SplitError, match=r"label CSV row 2, 3: 'split' pins a patient"):
+        _split(reserve, wrong)
+    joined = _labels([("i000", 1, "", "P"), ("i020", 0, "", "P")])
+    with pytest.raises(SplitError, match=r"label CSV row 2, 3: 'patient_id' joins images"):
+        _split(reserve, joined)
+    fine = _labels([("i000", 1, "val", ""), ("i003", 0, "test", ""), ("i020", 0, "train", "")])
+    splits = _split(reserve, fine).set_index("image_id")["split"]
+    assert splits["i001"] == "val" and splits["i003"] == "test" and splits["i020"] == "train"
+
+
+def test_budget_parts_are_nested_stratified_and_by_patient() -> None:
+    labels = _train_labels(20, 40)  # two images per patient
+    fit8, val8 = budget_parts(labels, 8, seed=0, val_fraction=0.25)
+    fit30, val30 = budget_parts(labels, 30, seed=0, val_fraction=0.25)
+    assert sorted(fit8 + val8) == select_budget(labels, 8, seed=0)
+    assert set(val8) <= set(val30) and set(fit8) <= set(fit30)
+    for fit, val in ((fit8, val8), (fit30, val30)):
+        patients = labels.set_index("image_id")["patient_key"]
+        assert not set(patients[fit]) & set(patients[val])
+        assert {i[:3] for i in val} == {"pos", "neg"} == {i[:3] for i in fit}
+    assert 0.15 <= len(val30) / 30 <= 0.4
+    assert budget_parts(labels, 8, seed=0, val_fraction=0.0)[1] == []
+    with pytest.raises(SplitError, match="budget_val_fraction"):
+        budget_parts(labels, 8, seed=0, val_fraction=1.0)

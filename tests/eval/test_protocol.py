@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +17,18 @@ from medssl.eval.metrics import aggregate_by_patient, delong_pvalue, paired_boot
 from medssl.eval.plots import label_efficiency_figure
 from medssl.eval.protocol import (
     RECORD_KEYS,
+    SEED_SUMMARY_KEYS,
     compare_modes,
     evaluate_runs,
     label_efficiency_table,
     markdown_table,
     patient_level,
+    seed_markdown_table,
+    seed_summary,
 )
 
 HEADLINE = {"ssl": "full", "scratch": "full", "pixels": "logistic"}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def scores_frame(modes: dict[str, float], seed: int) -> pd.DataFrame:
@@ -40,7 +48,10 @@ def scores_frame(modes: dict[str, float], seed: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def runs(budgets: tuple[Any, ...] = (8, "all")) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+def runs(
+    budgets: tuple[Any, ...] = (8, "all"), seeds: tuple[int, ...] = (0,), **extra: Any
+) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Fake (run.json, scores.csv) pairs; ``extra`` keys go into every run.json."""
     out = []
     for i, budget in enumerate(budgets):
         n = 8 if budget == 8 else 40
@@ -49,8 +60,10 @@ def runs(budgets: tuple[Any, ...] = (8, "all")) -> list[tuple[dict[str, Any], pd
             ("scratch", {"full": 1.0}),
             ("pixels", {"logistic": 0.8, "knn": 0.2}),
         ):
-            run = {"arm": arm, "budget": budget, "seed": 0, "n_labels": n, "n_abnormal": n // 2}
-            out.append((run, scores_frame(modes, seed=10 * i + len(arm))))
+            for seed in seeds:
+                run = {"arm": arm, "budget": budget, "seed": seed, "n_labels": n}
+                run.update(n_abnormal=n // 2, **extra)
+                out.append((run, scores_frame(modes, seed=100 * seed + 10 * i + len(arm))))
     return out
 
 
@@ -66,6 +79,63 @@ def test_records_cover_every_mode_with_headline_flags() -> None:
         assert (r["p_vs_pixels"] is None) == (r["arm"] == "pixels")
     assert [r["n_labels"] for r in records] == [8] * 6 + [40] * 6
     assert [r["arm"] for r in records[:6]] == ["ssl"] * 3 + ["scratch"] + ["pixels"] * 2
+    assert all(r["n_val_labels"] is None and r["val_protocol"] is None for r in records)
+
+
+def test_records_carry_the_validation_labels() -> None:
+    pairs = runs((8,), n_val_labels=np.int64(4), val_protocol="budget")
+    records = evaluate_runs(pairs, HEADLINE, how="max", n_boot=20, seed=0)
+    assert {"n_val_labels", "val_protocol"} <= set(RECORD_KEYS)
+    assert all(r["n_val_labels"] == 4 and type(r["n_val_labels"]) is int for r in records)
+    assert all(r["val_protocol"] == "budget" for r in records)
+    json.dumps(records)  # plain types only
+
+
+def synthetic(aurocs: list[float], **extra: Any) -> list[dict[str, Any]]:
+    """Per-seed records of one arm x mode x budget (seeds 0, 1, ...), CI = AUROC ± 0.1."""
+    return [
+        {"arm": "ssl", "mode": "full", "headline": True, "budget": "0.1", "n_labels": 40,
+         "seed": seed, "auroc": a, "auroc_ci_low": a - 0.1, "auroc_ci_high": a + 0.1,
+         "auprc": a - 0.2, "sens_at_spec90": a / 2, **extra}
+        for seed, a in enumerate(aurocs)
+    ]  # fmt: skip
+
+
+def test_seed_summary_matches_numpy() -> None:
+    aurocs = [0.71, 0.84, 0.77]
+    records = synthetic(aurocs, n_val_labels=10, val_protocol="budget")
+    other = {**records[0], "arm": "scratch", "seed": 5, "auroc": 0.6}
+    (row, single) = seed_summary([*reversed(records), other])
+    assert set(row) == set(SEED_SUMMARY_KEYS)
+    assert row["arm"] == "ssl" and single["arm"] == "scratch"
+    assert row["n_seeds"] == 3 and row["seeds"] == [0, 1, 2]
+    assert row["auroc_mean"] == pytest.approx(np.mean(aurocs))
+    assert row["auroc_sd"] == pytest.approx(np.std(aurocs, ddof=1))
+    assert (row["auroc_min"], row["auroc_max"]) == (0.71, 0.84)
+    assert row["auroc_ci_low_mean"] == pytest.approx(np.mean(aurocs) - 0.1)
+    assert row["auroc_ci_high_mean"] == pytest.approx(np.mean(aurocs) + 0.1)
+    assert row["auprc_mean"] == pytest.approx(np.mean(aurocs) - 0.2)
+    assert row["sens_at_spec90_mean"] == pytest.approx(np.mean(aurocs) / 2)
+    assert (row["n_labels"], row["n_val_labels"], row["val_protocol"]) == (40, 10, "budget")
+    assert row["budget"] == "0.1" and row["headline"] is True
+    assert single["n_seeds"] == 1 and single["auroc_sd"] is None
+    assert single["auroc_min"] == single["auroc_max"] == single["auroc_mean"] == 0.6
+
+
+def test_seed_summary_of_evaluated_runs_and_table() -> None:
+    records = evaluate_runs(runs(seeds=(0, 1, 2)), HEADLINE, how="max", n_boot=20, seed=0)
+    summary = seed_summary(records)
+    assert len(summary) == 2 * 6 and all(r["n_seeds"] == 3 for r in summary)
+    assert [(r["n_labels"], r["arm"], r["mode"]) for r in summary] == [
+        (r["n_labels"], r["arm"], r["mode"]) for r in records[::3]
+    ]
+    assert all(r["n_val_labels"] is None and r["val_protocol"] is None for r in summary)
+    text = seed_markdown_table(summary)
+    assert text.count("\n") == 2 + len(summary)
+    assert text.startswith("| labels | arm | mode | seeds | n val labels | protocol |")
+    assert "| 8 | ssl | **full** | 3 | – | – | " in text
+    one = seed_markdown_table(seed_summary(synthetic([0.7], n_val_labels=6, val_protocol="oracle")))
+    assert "| 40 | ssl | **full** | 1 | 6 | oracle | 0.700 ± – [0.700, 0.700] " in one
 
 
 def test_p_value_is_delong_on_patient_level_scores() -> None:
@@ -115,9 +185,10 @@ def test_patient_level_keeps_or_collapses() -> None:
 def test_tables_and_figure(tmp_path: Path) -> None:
     records = evaluate_runs(runs(), HEADLINE, how="max", n_boot=50, seed=0)
     table = label_efficiency_table(records)
+    suffixes = ("", "_ci_low", "_ci_high", "_seed_min", "_seed_max")
     assert list(table.columns) == [
         "n_labels",
-        *(f"{a}{s}" for a in ("ssl", "scratch", "pixels") for s in ("", "_ci_low", "_ci_high")),
+        *(f"{a}{s}" for a in ("ssl", "scratch", "pixels") for s in suffixes),
     ]
     assert table["n_labels"].tolist() == [8, 40]
     ssl_full = [r["auroc"] for r in records if r["arm"] == "ssl" and r["mode"] == "full"]
@@ -127,3 +198,48 @@ def test_tables_and_figure(tmp_path: Path) -> None:
     assert "| 8 | ssl | **full** | 0 |" in text and "| 8 | ssl | knn | 0 |" in text
     label_efficiency_figure(records, tmp_path / "le.png")
     assert (tmp_path / "le.png").stat().st_size > 1000
+
+
+def test_table_spans_the_seeds() -> None:
+    records = evaluate_runs(runs((8,), seeds=(0, 1)), HEADLINE, how="max", n_boot=20, seed=0)
+    table = label_efficiency_table(records).iloc[0]
+    ssl = [r["auroc"] for r in records if r["arm"] == "ssl" and r["mode"] == "full"]
+    assert table["ssl"] == pytest.approx(np.mean(ssl), abs=1e-4)
+    assert (table["ssl_seed_min"], table["ssl_seed_max"]) == pytest.approx(
+        (min(ssl), max(ssl)), abs=1e-4
+    )
+
+
+def test_stage_writes_seed_summary(tmp_path: Path) -> None:
+    for run, scores in runs((8,), seeds=(0, 1), n_val_labels=4, val_protocol="budget"):
+        folder = tmp_path / "runs" / f"{run['arm']}-{run['budget']}-{run['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps(run))
+        scores.to_csv(folder / "scores.csv", index=False)
+    params = {
+        "finetune": {"arms": ["ssl", "scratch", "pixels"], "budgets": [8], "seeds": [0, 1],
+                     "headline": HEADLINE},
+        "evaluate": {"patient_aggregation": "max", "n_boot": 20, "seed": 0, "compare": "delong"},
+    }  # fmt: skip
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    cmd = [sys.executable, str(REPO / "pipelines" / "evaluate.py"),
+           "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
+           "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "results"
+    summary = json.loads((out / "label_efficiency_seeds.json").read_text())
+    assert len(summary) == 6 and all(r["seeds"] == [0, 1] for r in summary)
+    assert all(r["n_val_labels"] == 4 and r["val_protocol"] == "budget" for r in summary)
+    metrics = json.loads((out / "metrics.json").read_text())
+    ssl = metrics["ssl"]["full"]
+    assert {"n8_seed0", "n8_seed1", "n8_mean"} <= set(ssl)
+    assert set(ssl["n8_mean"]) == {"auroc_mean", "auroc_sd"}
+    assert ssl["n8_mean"]["auroc_mean"] == pytest.approx(
+        (ssl["n8_seed0"]["auroc"] + ssl["n8_seed1"]["auroc"]) / 2
+    )
+    text = (out / "label_efficiency.md").read_text()
+    assert "| labels | arm | mode | seed |" in text and "### Mean across seeds" in text
+    assert "| 8 | ssl | **full** | 2 | 4 | budget |" in text and "Mean across seeds" in proc.stdout
+    assert (out / "plots" / "label_efficiency.png").stat().st_size > 1000

@@ -28,7 +28,7 @@ STEPS = 12  # 24 training images / batch 6 = 4 steps per epoch, 3 epochs
 def stage_workspace(
     root: Path, ingested: Path, pretrain: dict[str, object], model: dict[str, object]
 ) -> Path:
-    """params.yaml and splits.csv (every 2D image in train, labels on half) beside ``root``."""
+    """params.yaml and reserve.csv (every fifth 2D image reserved) beside ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["pretrain"].update(pretrain)
@@ -36,13 +36,9 @@ def stage_workspace(
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     manifest = pd.read_csv(ingested / "manifest.csv", dtype={"image_id": str})
     images = manifest[manifest["spatial_dims"] == 2].sort_values("image_id")
-    splits = pd.DataFrame({"image_id": images["image_id"], "patient_key": images["patient_key"]})
-    splits["split"] = ["train" if i % 5 else "val" for i in range(len(splits))]
-    splits.to_csv(root / "splits.csv", index=False)
-    labels = pd.DataFrame(
-        {"image_id": images["image_id"], "label": [i % 2 for i in range(len(images))]}
-    )
-    labels.to_csv(root / "labels.csv", index=False)
+    reserve = pd.DataFrame({"image_id": images["image_id"], "patient_key": images["patient_key"]})
+    reserve["part"] = ["pool" if i % 5 else "reserve" for i in range(len(reserve))]
+    reserve.to_csv(root / "reserve.csv", index=False)
     return root
 
 
@@ -50,8 +46,8 @@ def stage_command(ws: Path, ingested: Path, run: str) -> list[str]:
     """The stage's command line, outputs under ``ws/run``."""
     return [
         sys.executable, str(REPO / "pipelines" / "pretrain.py"),
-        "--ingested", str(ingested), "--splits", str(ws / "splits.csv"),
-        "--labels", str(ws / "labels.csv"), "--out", str(ws / run / "encoder"),
+        "--ingested", str(ingested), "--reserve", str(ws / "reserve.csv"),
+        "--out", str(ws / run / "encoder"),
         "--checkpoints", str(ws / run / "ckpt"), "--cache-dir", str(ws / run / "cache"),
         "--live", str(ws / run / "live"), "--params", str(ws / "params.yaml"),
     ]  # fmt: skip
@@ -88,9 +84,9 @@ def test_sigkill_mid_epoch_then_restart_is_bit_identical(
     tmp_path: Path, ingested: tuple[Path, dict[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = ingested[0]
-    params = {"epochs": 3, "batch_size": 6, "checkpoint_every": 5, "workers": 1, "knn_every": 0}
+    params = {"epochs": 3, "batch_size": 6, "checkpoint_every": 5, "workers": 1}
     ws = stage_workspace(tmp_path, data, params, {"image_size": 32, "encoder": "resnet10"})
-    n_train = len(pd.read_csv(ws / "splits.csv").query("split == 'train'"))
+    n_train = len(pd.read_csv(ws / "reserve.csv").query("part == 'pool'"))
     assert (n_train // 6) * 3 == STEPS
     run_stage_here(stage_command(ws, data, "reference"), monkeypatch)
 
@@ -125,16 +121,16 @@ def test_two_processes_through_torchrun(
 ) -> None:
     """nproc 2: the script re-executes itself under torchrun (gloo); rank 0 alone writes."""
     data = ingested[0]
-    params = {"epochs": 2, "batch_size": 8, "nproc": 2, "knn_every": 1, "workers": 0}
+    params = {"epochs": 2, "batch_size": 8, "nproc": 2, "workers": 0}
     ws = stage_workspace(tmp_path, data, params, {"image_size": 32, "encoder": "resnet10"})
     proc = run_stage(stage_command(ws, data, "ddp"))
-    assert proc.stdout.count("pretraining simclr on 24 images") == 1
+    assert proc.stdout.count("pretraining simclr on 24 pool images") == 1
     meta = yaml.safe_load((ws / "ddp" / "encoder" / "encoder.json").read_text())
     assert meta["determinism"]["world_size"] == 2 and meta["steps"] == 2 * (24 // 2 // 4)
     encoder, _ = build_encoder("resnet10", 2, 1, False)
     encoder.load_state_dict(_encoder(ws / "ddp"))
-    knn = pd.read_csv(ws / "ddp" / "live" / "plots" / "metrics" / "val" / "knn_auroc.tsv", sep="\t")
-    assert knn["step"].tolist() == [3, 6]  # once per epoch, from rank 0 only
+    loss = pd.read_csv(ws / "ddp" / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+    assert loss["step"].tolist() == list(range(1, meta["steps"] + 1))  # rank 0 only logs
     assert sorted(p.name for p in (ws / "ddp" / "ckpt").iterdir()) == [ckpt.FINAL]
 
 
@@ -194,10 +190,10 @@ def test_real_chest_radiographs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     if not folder.is_dir():
         pytest.skip(f"{folder} absent")
     data = _ingest_real(tmp_path, sorted(folder.glob("*.png"))[:4])
-    params = {"epochs": 2, "batch_size": 4, "knn_every": 0, "workers": 0}
+    params = {"epochs": 2, "batch_size": 4, "workers": 0}
     ws = stage_workspace(tmp_path / "ws", data, params, {"image_size": 64, "encoder": "resnet10"})
-    splits = pd.read_csv(ws / "splits.csv").assign(split="train")
-    splits.to_csv(ws / "splits.csv", index=False)
+    reserve = pd.read_csv(ws / "reserve.csv").assign(part="pool")
+    reserve.to_csv(ws / "reserve.csv", index=False)
     run_stage_here(stage_command(ws, data, "cxr"), monkeypatch)
     meta = yaml.safe_load((ws / "cxr" / "encoder" / "encoder.json").read_text())
     assert meta["n_images"] == 4 and meta["steps"] == 2
@@ -213,7 +209,7 @@ def test_real_ct_volumes_3d_with_hu_windows(
     if not folder.is_dir():
         pytest.skip(f"{folder} absent")
     data = _ingest_real(tmp_path, [folder / "example_ct.nii.gz", folder / "example_ct_sm.nii.gz"])
-    params = {"epochs": 2, "batch_size": 2, "knn_every": 0, "workers": 0,
+    params = {"epochs": 2, "batch_size": 2, "workers": 0,
               "views": {"min_crop": 0.6, "flip": False, "noise_std": 0.03,
                         "hu_windows": ["lung", "soft_tissue", "bone"]}}  # fmt: skip
     model = {"image_size": 32, "encoder": "resnet10", "spatial_dims": 3, "intensity": "ct_full"}
@@ -221,7 +217,7 @@ def test_real_ct_volumes_3d_with_hu_windows(
     manifest = pd.read_csv(data / "manifest.csv")
     volumes = manifest[manifest["spatial_dims"] == 3]
     pd.DataFrame({"image_id": volumes["image_id"], "patient_key": volumes["patient_key"],
-                  "split": "train"}).to_csv(ws / "splits.csv", index=False)  # fmt: skip
+                  "part": "pool"}).to_csv(ws / "reserve.csv", index=False)  # fmt: skip
     run_stage_here(stage_command(ws, data, "ct"), monkeypatch)
     meta = yaml.safe_load((ws / "ct" / "encoder" / "encoder.json").read_text())
     assert meta["n_images"] == 2 and meta["spatial_dims"] == 3 and meta["steps"] == 2
