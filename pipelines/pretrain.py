@@ -1,7 +1,9 @@
 """Stage pretrain: self-supervised pretraining of the encoder on every pool image.
 
 Label-free: it reads the manifest and the evaluation reserve only, so one encoder serves
-every label set (a new ``labels.path`` never re-runs this stage).
+every label set (a new ``labels.path`` never re-runs this stage). With ``model.init`` the
+encoder starts from weights on disk (continued pretraining; ``pretrain.epochs: 0`` uses
+them as they are); their SHA-256 goes into ``encoder.json`` and the resume fingerprint.
 
 Resumes from ``--checkpoints/last.pt`` when the same configuration was interrupted
 (SIGTERM saves a checkpoint first; SIGKILL loses at most ``pretrain.checkpoint_every``
@@ -24,7 +26,8 @@ from medssl.data.dataset import DiskCachedImages, load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
 from medssl.data.reserve import ReserveError, pool_images, read_reserve
 from medssl.data.transforms import CT_WINDOWS_HU, windows_in_unit_range
-from medssl.params import ParamsError, get, get_positive, load_params
+from medssl.models.init import load_init
+from medssl.params import ParamsError, get, get_positive, load_params, tracked_file
 from medssl.train import distributed as dist
 from medssl.train.pretrain import (
     Preempted,
@@ -36,8 +39,11 @@ from medssl.train.pretrain import (
 CACHES = ("memory", "disk")
 
 
-def config_from_params(p: dict[str, Any]) -> PretrainConfig:
+def config_from_params(p: dict[str, Any], init_sha256: str = "") -> PretrainConfig:
     """The ``model`` and ``pretrain`` sections as a :class:`PretrainConfig`."""
+    epochs = get(p, "pretrain.epochs", int)
+    if epochs < 0 or (epochs == 0 and not init_sha256):
+        raise ParamsError("params.yaml: 'pretrain.epochs' must be > 0 (0 only with model.init)")
     intensity = get(p, "model.intensity", str)
     names = get(p, "pretrain.views.hu_windows", list)
     unknown = [n for n in names if n not in CT_WINDOWS_HU]
@@ -56,7 +62,7 @@ def config_from_params(p: dict[str, Any]) -> PretrainConfig:
         image_size=get_positive(p, "model.image_size", int),
         small_input=get(p, "model.small_input", bool),
         seed=get(p, "pretrain.seed", int),
-        epochs=get_positive(p, "pretrain.epochs", int),
+        epochs=epochs,
         batch_size=get_positive(p, "pretrain.batch_size", int),
         lr=get_positive(p, "pretrain.lr", float),
         weight_decay=get(p, "pretrain.weight_decay", float),
@@ -70,6 +76,8 @@ def config_from_params(p: dict[str, Any]) -> PretrainConfig:
             get(p, "pretrain.vicreg.var_weight", float),
             get(p, "pretrain.vicreg.cov_weight", float),
         ),
+        byol_momentum=get(p, "pretrain.byol.momentum", float),
+        init_sha256=init_sha256,
         mask_ratio=get_positive(p, "pretrain.mae.mask_ratio", float),
         decoder_dim=get_positive(p, "pretrain.mae.decoder_dim", int),
         decoder_depth=get_positive(p, "pretrain.mae.decoder_depth", int),
@@ -90,6 +98,7 @@ def options_from_params(p: dict[str, Any], checkpoints: Path) -> RunOptions:
         knn_every=0,  # the kNN probe needs labels; the stage is label-free
         workers=get(p, "pretrain.workers", int),
         device=get(p, "pretrain.device", str),
+        channels_last=get(p, "pretrain.channels_last", bool),
     )
 
 
@@ -127,6 +136,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, default=Path("models/pretrain_cache"))
     parser.add_argument("--live", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, required=True, help="folder of model.init files")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     try:
@@ -134,17 +144,26 @@ def main() -> None:
         nproc = get_positive(p, "pretrain.nproc", int)
         if nproc > 1 and not dist.under_torchrun():
             dist.relaunch_under_torchrun(nproc, str(Path(__file__).resolve()), sys.argv[1:])
-        config = config_from_params(p)
+        init, init_sha256 = None, ""
+        init_path = tracked_file(p, "model.init", args.weights)
+        if init_path is not None:
+            init, init_sha256 = load_init(
+                init_path,
+                get(p, "model.encoder", str),
+                get(p, "model.spatial_dims", int),
+                get(p, "model.small_input", bool),
+            )
+        config = config_from_params(p, init_sha256)
         options = options_from_params(p, args.checkpoints)
         intensity = get(p, "model.intensity", str)
         cache = get(p, "pretrain.cache", str)
         if cache not in CACHES:
             raise ParamsError(f"params.yaml: 'pretrain.cache' must be in {CACHES}, got {cache!r}")
         info = dist.setup(options.device)
-    except ValueError as exc:  # ParamsError and PretrainConfig's checks name the key
+    except ValueError as exc:  # ParamsError, InitError and PretrainConfig's checks name the key
         sys.exit(f"error: {exc}")
     try:
-        run(args, config, options, intensity, cache, info)
+        run(args, config, options, intensity, cache, info, init)
     except ReserveError as exc:
         sys.exit(f"error: {exc}")
     except Preempted as exc:
@@ -161,6 +180,7 @@ def run(
     intensity: str,
     cache: str,
     info: dist.DistInfo,
+    init: dict[str, torch.Tensor] | None,
 ) -> None:
     """Load data, train, and (rank 0) write the encoder and its record."""
     manifest = read_manifest(args.ingested / MANIFEST_NAME)
@@ -169,6 +189,23 @@ def run(
         raise ReserveError(
             f"no {config.spatial_dims}D images outside the evaluation reserve to pretrain on"
         )
+    base = {
+        "method": config.method,
+        "encoder": config.encoder,
+        "spatial_dims": config.spatial_dims,
+        "image_size": config.image_size,
+        "small_input": config.small_input,
+        "n_images": len(train),
+        "init_sha256": config.init_sha256 or None,
+    }
+    if config.epochs == 0 and init is not None:
+        if info.is_main:
+            print("pretrain.epochs is 0: the encoder is model.init as it is")
+            args.checkpoints.mkdir(parents=True, exist_ok=True)
+            with Live(str(args.live), dvcyaml=None, save_dvc_exp=False) as live:
+                live.log_metric("train/steps", 0)  # the stage's curves and summary exist
+            write_encoder(args.out, init, {**base, "steps": 0, "resumed_from_step": None})
+        return
     paths = train["nifti"].tolist()
     images = cached_images(paths, config, intensity, cache, args.cache_dir, info, options.workers)
     if info.is_main:
@@ -194,16 +231,12 @@ def run(
             info,
             None,
             on_metrics=log if live is not None else None,
+            init=init,
         )
     if not info.is_main:
         return
     meta = {
-        "method": config.method,
-        "encoder": config.encoder,
-        "spatial_dims": config.spatial_dims,
-        "image_size": config.image_size,
-        "small_input": config.small_input,
-        "n_images": len(train),
+        **base,
         "steps": result.steps,
         "resumed_from_step": result.resumed_from_step,
         "determinism": result.determinism,

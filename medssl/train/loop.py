@@ -46,6 +46,8 @@ class StepOutput:
 
 #: Called after every optimizer step; returns True to stop the epoch (e.g. on SIGTERM).
 StepHook = Callable[[Position, StepOutput], bool]
+#: Called right after ``optimizer.step()`` with the new global step (e.g. BYOL's teacher).
+UpdateHook = Callable[[int], None]
 
 
 def embedding_std(features: torch.Tensor) -> float:
@@ -70,6 +72,7 @@ def train_one_epoch(
     device: torch.device,
     bf16: bool,
     after_step: StepHook,
+    after_update: UpdateHook | None = None,
 ) -> bool:
     """Train on every batch of ``loader`` once.
 
@@ -82,6 +85,7 @@ def train_one_epoch(
         device: where the model lives.
         bf16: autocast the forward pass to bfloat16.
         after_step: hook called after each step.
+        after_update: called with the new global step right after each optimizer step.
 
     Returns:
         True when the hook asked to stop before the end of the epoch.
@@ -98,6 +102,8 @@ def train_one_epoch(
         scheduler.step()
         position.step_in_epoch += 1
         position.global_step += 1
+        if after_update is not None:
+            after_update(position.global_step)
         if after_step(position, StepOutput(loss.detach(), features, lr)):
             return True
     return False

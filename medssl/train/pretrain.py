@@ -1,4 +1,4 @@
-"""Self-supervised pretraining engine: SimCLR, VICReg or MAE, 2D or 3D, resumable, DDP.
+"""Self-supervised pretraining engine: SimCLR, VICReg, BYOL or MAE, 2D or 3D, resumable, DDP.
 
 Model / one-epoch loop / entry point are split by role (as in MAE's reference code):
 :mod:`medssl.ssl` holds the objectives, :mod:`medssl.train.loop` one epoch,
@@ -37,6 +37,7 @@ from tqdm import tqdm
 from medssl.data.dataset import ViewDataset
 from medssl.data.transforms import mae_view, ssl_views
 from medssl.models.encoders import VIT_SPECS, build_encoder, vit_patch_size
+from medssl.ssl.byol import BYOL
 from medssl.ssl.heads import Gather
 from medssl.ssl.knn import knn_metrics, knn_scores
 from medssl.ssl.mae import MAE
@@ -60,7 +61,7 @@ class PretrainConfig:
     """Everything that decides the trained weights (hashed into the checkpoint fingerprint).
 
     Attributes:
-        method: ``simclr``, ``vicreg`` or ``mae`` (MAE needs a ``vit_*`` encoder).
+        method: ``simclr``, ``vicreg``, ``byol`` or ``mae`` (MAE needs a ``vit_*`` encoder).
         encoder: key of :data:`medssl.models.encoders.ENCODERS`.
         spatial_dims: 2 or 3.
         image_size: edge of the cached images and of the views.
@@ -76,6 +77,9 @@ class PretrainConfig:
         temperature: SimCLR NT-Xent temperature.
         proj_dim: SimCLR projection / VICReg expander width.
         vicreg_weights: VICReg (invariance, variance, covariance) weights.
+        byol_momentum: BYOL base teacher momentum (cosine schedule to 1).
+        init_sha256: SHA-256 of the weights the encoder starts from (``model.init``), or
+            empty for a random start (the weights themselves come with :func:`pretrain`).
         mask_ratio: MAE fraction of masked patches.
         decoder_dim: MAE decoder width.
         decoder_depth: MAE decoder blocks.
@@ -102,6 +106,8 @@ class PretrainConfig:
     temperature: float = 0.2
     proj_dim: int = 64
     vicreg_weights: tuple[float, float, float] = (25.0, 25.0, 1.0)
+    byol_momentum: float = 0.99
+    init_sha256: str = ""
     mask_ratio: float = 0.75
     decoder_dim: int = 192
     decoder_depth: int = 2
@@ -138,6 +144,8 @@ class RunOptions:
         knn_every: epochs between kNN probes (0: never; the last epoch always when > 0).
         knn_k: neighbours of the kNN probe.
         workers: DataLoader worker processes per rank (0: in the main process).
+        channels_last: 2D models in channels-last memory format (faster bf16 kernels on
+            CPUs with AVX-512 BF16 and on GPUs; the same arithmetic).
         device: ``auto``, ``cpu`` or ``cuda``.
     """
 
@@ -148,6 +156,7 @@ class RunOptions:
     knn_k: int = 20
     workers: int = 0
     device: str = "auto"
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,17 +176,35 @@ class ProbeSet:
     query_labels: torch.Tensor
 
 
-def _simclr(c: PretrainConfig, gather: Gather) -> nn.Module:
+StateDict = dict[str, torch.Tensor]
+
+
+def _encoder(c: PretrainConfig, init: StateDict | None) -> tuple[nn.Module, int]:
+    """The configured encoder, random or starting from ``init`` (checked by the caller)."""
     encoder, dim = build_encoder(c.encoder, c.spatial_dims, 1, c.small_input)
+    if init is not None:
+        encoder.load_state_dict(init)
+    return encoder, dim
+
+
+def _simclr(c: PretrainConfig, gather: Gather, init: StateDict | None) -> nn.Module:
+    encoder, dim = _encoder(c, init)
     return SimCLR(encoder, dim, c.proj_dim, c.temperature, gather=gather)
 
 
-def _vicreg(c: PretrainConfig, gather: Gather) -> nn.Module:
-    encoder, dim = build_encoder(c.encoder, c.spatial_dims, 1, c.small_input)
+def _vicreg(c: PretrainConfig, gather: Gather, init: StateDict | None) -> nn.Module:
+    encoder, dim = _encoder(c, init)
     return VICReg(encoder, dim, c.proj_dim, *c.vicreg_weights, gather=gather)
 
 
-def _mae(c: PretrainConfig, gather: Gather) -> nn.Module:
+def _byol(c: PretrainConfig, gather: Gather, init: StateDict | None) -> nn.Module:
+    encoder, dim = _encoder(c, init)
+    return BYOL(encoder, dim, c.proj_dim, momentum=c.byol_momentum, gather=gather)
+
+
+def _mae(c: PretrainConfig, gather: Gather, init: StateDict | None) -> nn.Module:
+    if init is not None:
+        raise ValueError("model.init: continued pretraining is not supported for method mae")
     patch = vit_patch_size(c.small_input)
     spec = VIT_SPECS[c.encoder]
     return MAE(
@@ -192,11 +219,11 @@ def _mae(c: PretrainConfig, gather: Gather) -> nn.Module:
     )
 
 
-#: method name -> factory(config, gather) -> module with ``forward(views) -> (loss, features)``,
-#: ``embed(x)``, ``encoder_state_dict()`` and ``n_views``.
-METHODS: dict[str, Callable[[PretrainConfig, Gather], nn.Module]] = {
+#: method name -> factory(config, gather, init) -> an :class:`medssl.ssl.method.SSLMethod`.
+METHODS: dict[str, Callable[[PretrainConfig, Gather, StateDict | None], nn.Module]] = {
     "simclr": _simclr,
     "vicreg": _vicreg,
+    "byol": _byol,
     "mae": _mae,
 }
 
@@ -455,10 +482,25 @@ def make_loader(
     return loader, sampler
 
 
-def build_model(c: PretrainConfig, info: dist.DistInfo) -> nn.Module:
-    """The method's module on this rank's device; DDP-wrapped (SyncBatchNorm on GPU) if needed."""
+def build_model(
+    c: PretrainConfig,
+    info: dist.DistInfo,
+    init: StateDict | None = None,
+    channels_last: bool = False,
+) -> nn.Module:
+    """The method's module on this rank's device; DDP-wrapped (SyncBatchNorm on GPU) if needed.
+
+    Args:
+        c: configuration.
+        info: rank and device.
+        init: encoder weights to start from (continued pretraining), or None.
+        channels_last: channels-last memory format (2D: NHWC, 3D: NDHWC).
+    """
     gather: Gather = dist.gather_with_grad
-    model = METHODS[c.method](c, gather).to(info.device)
+    model = METHODS[c.method](c, gather, init).to(info.device)
+    if channels_last:
+        fmt = torch.channels_last if c.spatial_dims == 2 else torch.channels_last_3d
+        model = model.to(memory_format=fmt)  # type: ignore[call-overload]  # stubs lack it
     if info.distributed:
         if info.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global-batch BN
@@ -499,6 +541,7 @@ def pretrain(
     info: dist.DistInfo,
     probe: ProbeSet | None = None,
     on_metrics: MetricsCallback | None = None,
+    init: StateDict | None = None,
 ) -> PretrainResult:
     """Train an encoder self-supervised; resume from ``options.checkpoint_dir`` if possible.
 
@@ -510,6 +553,8 @@ def pretrain(
         info: this process's rank and device (:func:`medssl.train.distributed.setup`).
         probe: labelled images for the kNN probe (rank 0), or None.
         on_metrics: rank-0 callback for every logged row.
+        init: encoder weights to continue from (``model.init``; its hash belongs in
+            ``config.init_sha256``), or None for a random start.
 
     Returns:
         The encoder weights (every rank) and the run record.
@@ -523,7 +568,7 @@ def pretrain(
     previous = torch.are_deterministic_algorithms_enabled()
     _set_determinism(config, info.device)
     try:
-        return _train(images, image_ids, config, options, info, probe, on_metrics)
+        return _train(images, image_ids, config, options, info, probe, on_metrics, init)
     finally:
         set_determinism(seed=None)
         torch.use_deterministic_algorithms(previous)
@@ -537,10 +582,11 @@ def _train(
     info: dist.DistInfo,
     probe: ProbeSet | None,
     on_metrics: MetricsCallback | None,
+    init: StateDict | None,
 ) -> PretrainResult:
     per_rank, steps_per_epoch = _batch_sizes(c, len(image_ids), info.world_size)
     fingerprint = ckpt.fingerprint(_config_record(c, info.world_size), image_ids)
-    model = build_model(c, info)
+    model = build_model(c, info, init, o.channels_last)
     torch.manual_seed(c.seed + 1_000_003 * (info.rank + 1))  # per-rank masks (MAE)
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     total = c.epochs * steps_per_epoch
@@ -564,6 +610,11 @@ def _train(
             print(f"resuming from {o.checkpoint_dir / ckpt.LAST} at step {resumed}")
     bf16 = c.precision == "bf16"
     stop = [False]
+    step_end = getattr(_unwrap(model), "on_step_end", None)  # BYOL's teacher update
+
+    def after_update(step: int) -> None:
+        if step_end is not None:
+            step_end(step, total)
 
     def after_step(p: Position, out: StepOutput) -> bool:
         run.step_metrics(out, p.global_step)
@@ -602,6 +653,7 @@ def _train(
                 device=info.device,
                 bf16=bf16,
                 after_step=after_step,
+                after_update=after_update,
             )
             if stopped:
                 raise Preempted(f"stopped by SIGTERM at step {pos.global_step}; checkpoint saved")

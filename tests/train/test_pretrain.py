@@ -173,3 +173,30 @@ def test_config_errors_name_the_param() -> None:
         PretrainConfig(method="mae", encoder="resnet18")
     with pytest.raises(ValueError, match="batch"):
         _run(Path("unused"), dataclasses.replace(TINY, method="simclr", batch_size=1))
+
+
+def test_byol_trains_and_reruns_bit_identically(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, method="byol", byol_momentum=0.9)
+    full = _run(tmp_path / "full", config)
+    assert full.steps == 6
+    again = _run(tmp_path / "again", config)
+    assert _same(again.encoder, full.encoder)
+    assert not _same(full.encoder, _run(tmp_path / "simclr", TINY).encoder)
+
+
+def test_continued_pretraining_starts_from_the_given_weights(
+    tmp_path: Path, reference: tuple[Path, PretrainResult]
+) -> None:
+    """model.init: an earlier encoder continues; its hash changes the resume fingerprint."""
+    start = reference[1].encoder
+    config = dataclasses.replace(TINY, epochs=1, init_sha256="a" * 64)
+    zero_lr = dataclasses.replace(config, lr=1e-12)
+    kept = _run(tmp_path / "kept", zero_lr, init=start)
+    assert all(torch.allclose(kept.encoder[k].float(), start[k].float(), atol=1e-5)
+               for k in start if start[k].is_floating_point() and "running" not in k)  # fmt: skip
+    moved = _run(tmp_path / "moved", config, init=start)
+    fresh = _run(tmp_path / "fresh", dataclasses.replace(TINY, epochs=1))
+    assert not _same(moved.encoder, fresh.encoder)
+    bad, _ = build_encoder("resnet18", 2, 1, False)
+    with pytest.raises(RuntimeError, match="size mismatch|Missing key|Unexpected key"):
+        _run(tmp_path / "bad", config, init=bad.state_dict())

@@ -39,6 +39,7 @@ def stage_workspace(
     reserve = pd.DataFrame({"image_id": images["image_id"], "patient_key": images["patient_key"]})
     reserve["part"] = ["pool" if i % 5 else "reserve" for i in range(len(reserve))]
     reserve.to_csv(root / "reserve.csv", index=False)
+    (root / "weights").mkdir(exist_ok=True)
     return root
 
 
@@ -47,7 +48,7 @@ def stage_command(ws: Path, ingested: Path, run: str) -> list[str]:
     return [
         sys.executable, str(REPO / "pipelines" / "pretrain.py"),
         "--ingested", str(ingested), "--reserve", str(ws / "reserve.csv"),
-        "--out", str(ws / run / "encoder"),
+        "--weights", str(ws / "weights"), "--out", str(ws / run / "encoder"),
         "--checkpoints", str(ws / run / "ckpt"), "--cache-dir", str(ws / run / "cache"),
         "--live", str(ws / run / "live"), "--params", str(ws / "params.yaml"),
     ]  # fmt: skip
@@ -223,3 +224,38 @@ def test_real_ct_volumes_3d_with_hu_windows(
     assert meta["n_images"] == 2 and meta["spatial_dims"] == 3 and meta["steps"] == 2
     encoder, _ = build_encoder("resnet10", 3, 1, False)
     encoder.load_state_dict(_encoder(ws / "ct"))
+
+
+@pytest.mark.slow
+def test_model_init_continues_an_earlier_encoder_or_fails_clearly(
+    tmp_path: Path, ingested: tuple[Path, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.init under weights/: continued pretraining records the file's hash; a file for
+    another encoder stops the stage with one line naming the file and the mismatch."""
+    data = ingested[0]
+    params = {"epochs": 1, "batch_size": 6, "workers": 0}
+    model = {"image_size": 32, "encoder": "resnet10"}
+    ws = stage_workspace(tmp_path, data, params, model)
+    run_stage_here(stage_command(ws, data, "first"), monkeypatch)
+    shutil.copy(ws / "first" / "encoder" / "encoder.pt", ws / "weights" / "earlier.pt")
+    config = yaml.safe_load((ws / "params.yaml").read_text())
+    config["model"]["init"] = str(ws / "weights" / "earlier.pt")
+    (ws / "params.yaml").write_text(yaml.safe_dump(config))
+    run_stage_here(stage_command(ws, data, "continued"), monkeypatch)
+    meta = yaml.safe_load((ws / "continued" / "encoder" / "encoder.json").read_text())
+    from medssl.models.init import file_sha256
+
+    assert meta["init_sha256"] == file_sha256(ws / "weights" / "earlier.pt")
+    torch.save(build_encoder("resnet18", 2, 1, False)[0].state_dict(), ws / "weights" / "r18.pt")
+    config["model"]["init"] = str(ws / "weights" / "r18.pt")
+    (ws / "params.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run(stage_command(ws, data, "bad"), env=stage_env(), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model.init: ") and "does not fit model.encoder=resnet10" in last
+    config["model"]["init"] = str(tmp_path / "elsewhere.pt")
+    (ws / "params.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run(stage_command(ws, data, "bad"), env=stage_env(), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert "'model.init' must name a file inside" in proc.stderr
