@@ -1,11 +1,13 @@
-"""Pretraining throughput: the real data pipeline beside in-memory random tensors.
+"""Pretraining throughput: numeric modes side by side, and the data pipeline vs in-memory.
 
-Both arms train the same model with the same batch size in the same process, in
-alternating rounds (the machine is shared and noisy): the *pipeline* arm reads real images
-through the production path (ingested NIfTI -> MONAI cache -> seeded random views in
-DataLoader workers -> device), the *in-memory* arm feeds pre-made random view batches that
-already sit on the device. The ratio pipeline / in-memory says whether loading starves the
-model (goal >= 0.9).
+Every *mode* (``fp32`` = float32 NCHW, the former default; ``bf16`` = bfloat16 autocast
+with channels-last weights, the default now) trains the same model with the same batch
+size in the same process, in alternating rounds (the machine is shared and noisy). For each
+mode, the *pipeline* arm reads real images through the production path (ingested NIfTI ->
+MONAI cache -> seeded random views in DataLoader workers -> device) and the *in-memory*
+arm feeds pre-made random view batches that already sit on the device. Reported: images/s
+of the pipeline per mode, the speed-up of each mode over ``fp32``, and pipeline /
+in-memory (whether loading starves the model; goal >= 0.9).
 
     .venv/bin/python benchmarks/pretrain_throughput.py                 # defaults below
     .venv/bin/python benchmarks/pretrain_throughput.py --device cuda --workers 8 \\
@@ -101,6 +103,71 @@ def timed_steps(
     return steps / (marks["end"] - marks["start"])
 
 
+#: mode -> (precision, channels_last).
+MODES: dict[str, tuple[str, bool]] = {"fp32": ("fp32", False), "bf16": ("bf16", True)}
+
+
+class _Arm:
+    """One numeric mode: its own model, optimizer, loader and fake batches."""
+
+    def __init__(
+        self,
+        mode: str,
+        args: argparse.Namespace,
+        images: torch.Tensor | DiskCachedImages,
+        info: dist.DistInfo,
+        scratch: Path,
+    ) -> None:
+        precision, channels_last = MODES[mode]
+        self.config = PretrainConfig(
+            method=args.method,
+            encoder=args.encoder,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            precision=precision,
+            deterministic=False,
+            small_input=args.encoder.startswith("vit") and args.image_size < 128,
+        )
+        options = RunOptions(
+            checkpoint_dir=scratch / "ckpt", workers=args.workers, device=args.device
+        )
+        torch.manual_seed(0)
+        self.model = build_model(self.config, info, channels_last=channels_last)
+        n_views = int(self.model.n_views)  # type: ignore[arg-type]
+        self.loader, self.sampler = make_loader(
+            images, self.config, options, info, n_views, args.batch_size
+        )
+        shape = (args.batch_size, n_views, 1, args.image_size, args.image_size)
+        g = torch.Generator().manual_seed(0)
+        self.fake = [torch.rand(shape, generator=g).to(info.device) for _ in range(4)]
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0)
+        self.bf16 = precision == "bf16"
+        self.device = info.device
+        self.rates: dict[str, list[float]] = {"pipeline": [], "in_memory": []}
+
+    def round(self, args: argparse.Namespace) -> None:
+        """One timed pipeline run and one timed in-memory run."""
+        common = (self.opt, self.sched, self.device, args.steps, args.warmup, self.bf16)
+        self.rates["pipeline"].append(
+            timed_steps(self.model, self.loader, *common, on_epoch=self.sampler.set_epoch)
+        )
+        self.rates["in_memory"].append(timed_steps(self.model, self.fake, *common))
+
+    def summary(self, base: float, batch: int) -> dict[str, Any]:
+        """Medians, images/s, speed-up over ``base`` steps/s, pipeline / in-memory."""
+        pipe, mem = (statistics.median(self.rates[k]) for k in ("pipeline", "in_memory"))
+        return {
+            "config": asdict(self.config),
+            "steps_per_s": self.rates,
+            "median_pipeline": pipe,
+            "median_in_memory": mem,
+            "pipeline_images_per_s": pipe * batch,
+            "speedup": pipe / base,
+            "ratio": pipe / mem,
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -117,66 +184,36 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the trainer")
     parser.add_argument("--cache", choices=("memory", "disk"), default="memory")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument(
+        "--modes", default="fp32,bf16", help="comma-separated: fp32 (NCHW), bf16 (+channels-last)"
+    )
     parser.add_argument(
         "--json", type=Path, default=REPO / "benchmarks" / "results" / "pretrain_throughput.json"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     info = dist.setup(args.device)
-    config = PretrainConfig(
-        method=args.method,
-        encoder=args.encoder,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        deterministic=False,
-        small_input=args.encoder.startswith("vit") and args.image_size < 128,
-    )
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SystemExit(f"error: --modes: unknown {sorted(unknown)}; choose from {list(MODES)}")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         t0 = time.perf_counter()
         paths, source = real_images(args.n_images, scratch)
         t_ingest = time.perf_counter() - t0
-        t0 = time.perf_counter()
         images: torch.Tensor | DiskCachedImages
         if args.cache == "memory":
             images = load_stack(paths, args.image_size, 2, "xray", workers=2)
         else:
             images = DiskCachedImages(paths, args.image_size, 2, "xray", scratch / "cache")
             images.warm(2)
-        t_cache = time.perf_counter() - t0
-        options = RunOptions(
-            checkpoint_dir=scratch / "ckpt", workers=args.workers, device=args.device
-        )
-        model = build_model(config, info)
-        n_views = int(model.n_views)  # type: ignore[arg-type]
-        loader, sampler = make_loader(images, config, options, info, n_views, args.batch_size)
-        shape = (args.batch_size, n_views, 1, args.image_size, args.image_size)
-        g = torch.Generator().manual_seed(0)
-        fake = [torch.rand(shape, generator=g).to(info.device) for _ in range(4)]
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-        bf16 = args.precision == "bf16"
-        rates: dict[str, list[float]] = {"pipeline": [], "in_memory": []}
+        arms = {m: _Arm(m, args, images, info, scratch) for m in modes}
         for _ in range(args.rounds):
-            rates["pipeline"].append(
-                timed_steps(
-                    model,
-                    loader,
-                    opt,
-                    sched,
-                    info.device,
-                    args.steps,
-                    args.warmup,
-                    bf16,
-                    on_epoch=sampler.set_epoch,
-                )
-            )
-            rates["in_memory"].append(
-                timed_steps(model, fake, opt, sched, info.device, args.steps, args.warmup, bf16)
-            )
-    pipe, mem = (statistics.median(rates[k]) for k in ("pipeline", "in_memory"))
+            for arm in arms.values():
+                arm.round(args)
+    base = statistics.median(arms[modes[0]].rates["pipeline"])
+    rows = {m: a.summary(base, args.batch_size) for m, a in arms.items()}
     record = {
         "source": source,
         "n_images": len(paths),
@@ -187,27 +224,27 @@ def main() -> None:
         "threads": args.threads,
         "workers": args.workers,
         "cache": args.cache,
-        "config": asdict(config),
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "method": args.method,
+        "encoder": args.encoder,
         "seconds_ingest": t_ingest,
-        "seconds_cache": t_cache,
-        "steps_per_s": rates,
-        "median_pipeline": pipe,
-        "median_in_memory": mem,
-        "ratio": pipe / mem,
+        "modes": rows,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     print(
-        "| data | device | method / encoder | size | batch | workers | pipeline steps/s "
-        "| in-memory steps/s | ratio |"
+        "| mode | device | method / encoder | size | batch | workers | pipeline images/s "
+        f"| speed-up vs {modes[0]} | pipeline / in-memory |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    print(
-        f"| {source} | {record['device_name']} ({args.threads} thr) | {args.method} / "
-        f"{args.encoder} | {args.image_size} | {args.batch_size} | {args.workers} | {pipe:.2f} "
-        f"| {mem:.2f} | {pipe / mem:.2f} |"
-    )
-    print(f"\ningest {t_ingest:.1f} s, cache fill {t_cache:.1f} s; JSON: {args.json}")
+    for mode, row in rows.items():
+        print(
+            f"| {mode} | {record['device_name']} ({args.threads} thr) | {args.method} / "
+            f"{args.encoder} | {args.image_size} | {args.batch_size} | {args.workers} "
+            f"| {row['pipeline_images_per_s']:.1f} | {row['speedup']:.2f} | {row['ratio']:.2f} |"
+        )
+    print(f"\nsource: {source}; ingest {t_ingest:.1f} s; JSON: {args.json}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from medssl.eval.protocol import (
     markdown_table,
     seed_markdown_table,
     seed_summary,
+    verdict,
 )
 from medssl.params import ParamsError, get, get_positive, load_params
 
@@ -57,7 +58,11 @@ def write_plots(
     label_efficiency_table(records).to_csv(plots / "label_efficiency.csv", index=False)
     label_efficiency_figure(records, plots / "label_efficiency.png")
     top = max(records, key=lambda r: (r["n_labels"], -r["seed"]))
-    headline = {r["arm"]: r["mode"] for r in records if r["headline"]}
+    headline = {
+        r["arm"]: r["mode"]
+        for r in records
+        if r["headline"] and str(r["budget"]) == str(top["budget"]) and r["seed"] == top["seed"]
+    }
     for run, scores in runs:
         if str(run["budget"]) != str(top["budget"]) or int(run["seed"]) != top["seed"]:
             continue
@@ -94,7 +99,9 @@ def write_results(out: Path, records: list[dict[str, Any]]) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "label_efficiency.json").write_text(json.dumps(records, indent=2) + "\n")
     (out / "label_efficiency_seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
+    said = "".join(f"- {line}\n" for line in verdict(summary))
     text = markdown_table(records) + "\n### Mean across seeds\n\n" + seed_markdown_table(summary)
+    text += f"\n### Does self-supervision pay here?\n\n{said or '- no ssl/scratch pair'}\n"
     (out / "label_efficiency.md").write_text(text)
     (out / "metrics.json").write_text(
         json.dumps(metrics_summary(records, summary), indent=2, sort_keys=True) + "\n"

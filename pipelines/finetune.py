@@ -56,6 +56,7 @@ def arm_config(p: dict[str, Any]) -> ArmConfig:
         knn_k=get_positive(p, "finetune.knn_k", int),
         knn_bank=get(p, "finetune.knn_bank", int),
         pixel_size=get_positive(p, "finetune.pixel_size", int),
+        lp_ft=get(p, "finetune.lp_ft", bool),
     )
 
 

@@ -157,13 +157,16 @@ def main() -> None:
         options = options_from_params(p, args.checkpoints)
         intensity = get(p, "model.intensity", str)
         cache = get(p, "pretrain.cache", str)
+        max_images = get(p, "pretrain.max_images", (int, type(None)))
+        if max_images is not None and max_images < 2:
+            raise ParamsError("params.yaml: 'pretrain.max_images' must be null or >= 2")
         if cache not in CACHES:
             raise ParamsError(f"params.yaml: 'pretrain.cache' must be in {CACHES}, got {cache!r}")
         info = dist.setup(options.device)
     except ValueError as exc:  # ParamsError, InitError and PretrainConfig's checks name the key
         sys.exit(f"error: {exc}")
     try:
-        run(args, config, options, intensity, cache, info, init)
+        run(args, config, options, intensity, cache, info, init, max_images)
     except ReserveError as exc:
         sys.exit(f"error: {exc}")
     except Preempted as exc:
@@ -181,10 +184,13 @@ def run(
     cache: str,
     info: dist.DistInfo,
     init: dict[str, torch.Tensor] | None,
+    max_images: int | None,
 ) -> None:
     """Load data, train, and (rank 0) write the encoder and its record."""
     manifest = read_manifest(args.ingested / MANIFEST_NAME)
-    train = pool_images(manifest, read_reserve(args.reserve), config.spatial_dims)
+    train = pool_images(
+        manifest, read_reserve(args.reserve), config.spatial_dims, max_images, config.seed
+    )
     if train.empty:
         raise ReserveError(
             f"no {config.spatial_dims}D images outside the evaluation reserve to pretrain on"

@@ -157,12 +157,21 @@ def read_reserve(path: Path) -> pd.DataFrame:
     return table
 
 
-def pool_images(manifest: pd.DataFrame, reserve: pd.DataFrame, dims: int) -> pd.DataFrame:
+def pool_images(
+    manifest: pd.DataFrame,
+    reserve: pd.DataFrame,
+    dims: int,
+    limit: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Manifest rows of pool patients with ``dims`` spatial dimensions, in manifest order.
 
     These are the pretraining images: every image of every non-reserved patient, labelled
-    or not.
+    or not; or, with ``limit``, a seeded random subset of them (to study small pools).
     """
     pool = reserve.loc[reserve["part"] == POOL, ["image_id"]]
     rows = manifest.merge(pool, on="image_id")
-    return rows[rows["spatial_dims"] == dims].reset_index(drop=True)
+    rows = rows[rows["spatial_dims"] == dims]
+    if limit is not None and limit < len(rows):
+        rows = rows.sample(n=limit, random_state=seed).sort_index()
+    return rows.reset_index(drop=True)

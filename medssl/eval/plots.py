@@ -82,16 +82,18 @@ def label_efficiency_plot(records: Sequence[Mapping[str, Any]]) -> Figure:
         frame["headline"] = True
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
     spread = False
+    is_headline = frame["headline"].fillna(False).astype(bool)
+    for name, part in frame[is_headline].groupby("arm", sort=True):
+        agg = _by_labels(part)
+        modes = "/".join(sorted(set(part["mode"].astype(str))))
+        seeds = int(agg["n_seeds"].max())
+        label = f"{name} / {modes} (headline, {seeds} seed{'s' if seeds > 1 else ''})"
+        spread = _draw_headline(ax, agg, ARM_COLOURS.get(str(name)), label) or spread
     for (arm, mode), part in frame.groupby(["arm", "mode"], sort=True):
         agg = _by_labels(part)
-        colour = ARM_COLOURS.get(str(arm))
-        if bool(part["headline"].fillna(False).astype(bool).any()):
-            seeds = int(agg["n_seeds"].max())
-            label = f"{arm} / {mode} (headline, {seeds} seed{'s' if seeds > 1 else ''})"
-            spread = _draw_headline(ax, agg, colour, label) or spread
-            continue
         ls, label = MODE_STYLES.get(str(mode), "-"), f"{arm} / {mode}"
-        ax.plot(agg.index, agg["auroc"], marker=".", ls=ls, lw=1.0, color=colour, label=label)
+        colour = ARM_COLOURS.get(str(arm))
+        ax.plot(agg.index, agg["auroc"], marker=".", ls=ls, lw=0.8, color=colour, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images")
     ax.set_ylabel("test AUROC (mean across seeds)")

@@ -160,6 +160,35 @@ def _optional(value: Any, kind: type) -> Any:
     return None if value is None else kind(value)
 
 
+#: ``finetune.headline`` value: each run's headline is the mode its validation ranks first.
+AUTO = "auto"
+#: Tie-break of :data:`AUTO` (equal validation AUROC): the simpler mode first.
+MODE_PREFERENCE = ("linear", "logistic", "knn", "full")
+
+
+def choose_headline(records: Sequence[dict[str, Any]]) -> None:
+    """Mark the headline of one run: the mode with the best validation AUROC.
+
+    The choice uses only the run's validation labels (inside the budget under the
+    ``budget`` protocol), never the test split; ties go to the simpler mode
+    (:data:`MODE_PREFERENCE`). Sets ``headline`` and ``headline_rule`` in place.
+
+    Args:
+        records: the records of every mode of one arm x budget x seed.
+    """
+
+    def rank(r: Mapping[str, Any]) -> tuple[float, int]:
+        val = r.get("val_auroc")
+        score = float(val) if val is not None and math.isfinite(float(val)) else -1.0
+        order = MODE_PREFERENCE.index(r["mode"]) if r["mode"] in MODE_PREFERENCE else 9
+        return (-score, order)
+
+    best = min(records, key=rank)
+    for r in records:
+        r["headline"] = r is best
+        r["headline_rule"] = "auto: best validation AUROC"
+
+
 def evaluate_runs(
     runs: Sequence[RunScores],
     headline: Mapping[str, str],
@@ -173,7 +202,8 @@ def evaluate_runs(
 
     Args:
         runs: ``(run.json, scores.csv)`` pairs; scores hold a ``mode`` column.
-        headline: arm -> the mode it is reported by (chosen on validation beforehand).
+        headline: arm -> the mode it is reported by, fixed beforehand, or ``"auto"``: per
+            run, the mode with the best validation AUROC (:func:`choose_headline`).
         how: patient aggregation.
         n_boot: bootstrap resamples.
         seed: bootstrap seed.
@@ -188,14 +218,15 @@ def evaluate_runs(
         where an older run.json lacks them.
     """
     by_key: dict[tuple[str, str, int, str], pd.DataFrame] = {}
-    records = []
+    records: list[dict[str, Any]] = []
     for run, scores in runs:
         arm, budget, rseed = str(run["arm"]), str(run["budget"]), int(run["seed"])
         if arm not in headline:
             raise ValueError(f"finetune.headline names no mode for arm {arm!r}")
         modes = sorted(set(scores["mode"]))
-        if headline[arm] not in modes:
+        if headline[arm] not in (*modes, AUTO):
             raise ValueError(f"finetune.headline.{arm}={headline[arm]!r} was not run: {modes}")
+        first = len(records)
         for mode in modes:
             part = scores[scores["mode"] == mode]
             by_key[(arm, budget, rseed, mode)] = part
@@ -212,10 +243,13 @@ def evaluate_runs(
             }
             rec.update(score_mode(part, how=how, n_boot=n_boot, seed=seed))
             records.append(rec)
+        if headline[arm] == AUTO:
+            choose_headline(records[first:])
+    chosen = {(r["arm"], str(r["budget"]), r["seed"]): r["mode"] for r in records if r["headline"]}
     for rec in records:
         key = (rec["arm"], str(rec["budget"]), rec["seed"], rec["mode"])
         for base in ("scratch", "pixels"):
-            other = by_key.get((base, key[1], key[2], headline.get(base, "")))
+            other = by_key.get((base, key[1], key[2], chosen.get((base, key[1], key[2]), "")))
             p = None
             if rec["arm"] != base and other is not None:
                 p = compare_modes(
@@ -233,6 +267,8 @@ def _rank(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (row["n_labels"], order.get(arm, 9), arm, str(row["mode"]), row.get("seed", -1))
 
 
+#: ``mode`` prefix of a :func:`seed_summary` row over headline records of several modes.
+HEADLINE_ROW = "headline"
 #: Keys of each :func:`seed_summary` row (``results/label_efficiency_seeds.json``).
 SEED_SUMMARY_KEYS = (
     "arm",
@@ -252,6 +288,7 @@ SEED_SUMMARY_KEYS = (
     "auroc_ci_high_mean",
     "auprc_mean",
     "sens_at_spec90_mean",
+    "val_auroc_mean",
 )
 
 
@@ -293,7 +330,7 @@ def _summarise(group: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "arm": first["arm"],
         "mode": first["mode"],
-        "headline": any(bool(r.get("headline")) for r in group),
+        "headline": all(bool(r.get("headline")) for r in group),
         "budget": first["budget"],
         "n_labels": _int_mean([r["n_labels"] for r in group]),
         "n_val_labels": _int_mean([r.get("n_val_labels") for r in group]),
@@ -302,7 +339,7 @@ def _summarise(group: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "seeds": sorted(int(r["seed"]) for r in group),
     }
     row.update(_auroc_spread(group))
-    for key in ("auroc_ci_low", "auroc_ci_high", "auprc", "sens_at_spec90"):
+    for key in ("auroc_ci_low", "auroc_ci_high", "auprc", "sens_at_spec90", "val_auroc"):
         row[f"{key}_mean"] = _mean(_finite_values(group, key))
     return row
 
@@ -319,12 +356,57 @@ def seed_summary(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     Returns:
         Rows with :data:`SEED_SUMMARY_KEYS`, sorted like :func:`evaluate_runs`. ``auroc_sd``
         is the sample SD (ddof=1), None with one seed; means skip missing (None) values.
-        ``val_protocol`` joins differing values with ``+``.
+        ``val_protocol`` joins differing values with ``+``. A mode row is ``headline`` when
+        it was the headline of every seed; where an ``auto`` headline differs between
+        seeds, one more row (``mode`` = ``headline(linear/full)``) summarises the headline
+        records whatever their mode.
     """
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((str(r["arm"]), str(r["mode"]), str(r["budget"])), []).append(r)
-    return sorted((_summarise(g) for g in groups.values()), key=_rank)
+    rows = [_summarise(g) for g in groups.values()]
+    covered = {(r["arm"], str(r["budget"])) for r in rows if r["headline"]}
+    mixed: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in records:  # auto headlines that differ between seeds: one row over their modes
+        key = (str(r["arm"]), str(r["budget"]))
+        if r.get("headline") and key not in covered:
+            mixed.setdefault(key, []).append(r)
+    for group in mixed.values():
+        modes = "/".join(sorted({str(r["mode"]) for r in group}))
+        rows.append({**_summarise(group), "mode": f"{HEADLINE_ROW}({modes})", "headline": True})
+    return sorted(rows, key=_rank)
+
+
+def verdict(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Plain sentences: does the SSL arm beat scratch, budget by budget?
+
+    Judged on what a site can see before any test: the headline modes' mean validation
+    AUROC across seeds (within-budget labels under the ``budget`` protocol); the test
+    means are given beside it, for the record.
+
+    Args:
+        summary: :func:`seed_summary` rows.
+
+    Returns:
+        One sentence per budget that has headline rows for both ``ssl`` and ``scratch``.
+    """
+    heads = {(r["arm"], str(r["budget"])): r for r in summary if r["headline"]}
+    lines = []
+    for (arm, budget), ssl in sorted(heads.items(), key=lambda kv: kv[1]["n_labels"]):
+        scratch = heads.get(("scratch", budget))
+        if arm != "ssl" or scratch is None:
+            continue
+        sv, cv = ssl.get("val_auroc_mean"), scratch.get("val_auroc_mean")
+        if sv is None or cv is None:
+            continue
+        word = "beats" if sv > cv else "does NOT beat"
+        lines.append(
+            f"{ssl['n_labels']} labels: SSL {word} scratch on validation "
+            f"({sv:.3f} vs {cv:.3f}, {ssl['n_val_labels']} validation labels, "
+            f"{ssl['val_protocol']} protocol); test {_fmt(ssl['auroc_mean'])} vs "
+            f"{_fmt(scratch['auroc_mean'])}, mean of {ssl['n_seeds']} seed(s)."
+        )
+    return lines
 
 
 def headline_curves(scores: pd.DataFrame, how: str) -> dict[str, list[dict[str, float]]]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from medssl.eval.protocol import format_ci
+from medssl.eval.protocol import format_ci, seed_summary, verdict
 from medssl.report import figures
 from medssl.report.html import Section, figure, paragraph, render_page, table
 
@@ -96,10 +96,14 @@ def efficiency_section(records: Sequence[Mapping[str, Any]]) -> Section:
     """The label-efficiency curve (solid lines: headline modes)."""
     png = figures.label_efficiency_png(records)
     caption = (
-        "Test AUROC against the number of labelled training images, mean over seeds, "
-        "with 95% patient-bootstrap CI bands; solid lines are each arm's headline mode."
+        "Test AUROC against the number of labelled training images. Bold lines: each arm's "
+        "headline mode, mean over seeds, with the mean per-seed 95% patient-bootstrap CI as "
+        "bars and the range across seeds as a band; thin lines: every mode's mean."
     )
-    return Section("efficiency", "Label efficiency", figure(png, caption, "label efficiency"))
+    said = verdict(seed_summary(records))
+    text = paragraph(" ".join(said)) if said else ""
+    body = text + figure(png, caption, "label efficiency")
+    return Section("efficiency", "Label efficiency: does self-supervision pay here?", body)
 
 
 def curves_section(curves: Mapping[str, figures.Curves], context: str) -> Section:

@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 from medssl.eval.anomaly import build_memory_bank, knn_scores, platt_fit
 from medssl.train.finetune import (
     ARM_MODES,
+    Classifier,
     TrainConfig,
     build_classifier,
     embed,
@@ -32,7 +33,7 @@ from medssl.train.finetune import (
     train_classifier,
 )
 from medssl.train.pixels import pixel_features
-from medssl.train.probe import fit_probe
+from medssl.train.probe import Probe, fit_probe
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class ArmConfig:
         knn_k: neighbours averaged by the kNN score.
         knn_bank: memory-bank coreset cap (0: no cap).
         pixel_size: edge length of the ``pixels`` arm's downsampled images.
+        lp_ft: start full fine-tuning from the fitted linear probe as the head (LP-FT,
+            Kumar et al., ICLR 2022), so early steps do not distort the features with
+            gradients from a random head.
     """
 
     encoder: str
@@ -58,6 +62,7 @@ class ArmConfig:
     knn_k: int
     knn_bank: int
     pixel_size: int
+    lp_ft: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,14 +141,25 @@ def _knn_mode(
     return ModeOutput(platt.apply(raw), raw, info)
 
 
+def _probe_head(model: Classifier, probe: Probe) -> None:
+    """Set the linear head to the probe: ``w = coef / scale``, ``b = b0 - w . mean``."""
+    weight = probe.coef / probe.scale
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32).view(1, -1))
+        model.head.bias.fill_(float(probe.intercept - weight @ probe.mean))
+
+
 def _full_mode(
     init: dict[str, torch.Tensor] | None,
     data: Labelled,
     cfg: ArmConfig,
     seed: int,
     augment: Compose | None,
+    probe: Probe | None = None,
 ) -> ModeOutput:
     model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
+    if probe is not None:
+        _probe_head(model, probe)
     train = cfg.train
     if init is None:  # random init: the encoder learns at the full rate
         train = TrainConfig(**{**vars(train), "encoder_lr_scale": 1.0})
@@ -161,6 +177,7 @@ def _full_mode(
     info = {
         "best_step": result.best_step,
         "val_auroc": result.val_auroc,
+        "lp_ft": probe is not None,
         "encoder_lr_scale": train.encoder_lr_scale,
         "history": result.history,
     }
@@ -202,15 +219,19 @@ def run_arm(
             pixel_features(data.x_train, cfg.pixel_size),
             pixel_features(data.x_scored, cfg.pixel_size),
         )
-    elif set(modes) & {"linear", "knn"}:
+    elif set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
         encoder = build_classifier(
             cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
         ).encoder
         feats = (embed(encoder, data.x_train), embed(encoder, data.x_scored))
     out: dict[str, ModeOutput] = {}
-    for mode in modes:
+    for mode in sorted(modes, key=lambda m: m == "full"):  # probes first: LP-FT reuses one
         if mode == "full":
-            out[mode] = _full_mode(init, data, cfg, seed, augment)
+            probe = None
+            if cfg.lp_ft and feats is not None:
+                fitted = out.get("linear") or _probe_mode(*feats, data, cfg)
+                probe = Probe.from_json(fitted.info["probe"])
+            out[mode] = _full_mode(init, data, cfg, seed, augment, probe)
         elif mode in ("linear", "logistic"):
             assert feats is not None
             out[mode] = _probe_mode(*feats, data, cfg)
@@ -219,4 +240,4 @@ def run_arm(
             out[mode] = _knn_mode(*feats, data, cfg, seed)
         val = out[mode].info.get("val_auroc")
         log(f"{arm}/{mode}: " + (f"validation AUROC {val:.3f}" if val is not None else "done"))
-    return out
+    return {m: out[m] for m in modes}

@@ -43,6 +43,18 @@ class Probe:
         z = ((np.asarray(features, dtype=np.float64) - self.mean) / self.scale) @ self.coef
         return np.asarray(1.0 / (1.0 + np.exp(-(z + self.intercept))), dtype=np.float64)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Probe:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            coef=np.asarray(data["coef"], dtype=np.float64),
+            intercept=float(data["intercept"]),
+            c=float(data["c"]),
+            val_auroc=float(data["val_auroc"]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form (lists of floats) to store beside the run."""
         return {

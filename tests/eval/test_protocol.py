@@ -243,3 +243,43 @@ def test_stage_writes_seed_summary(tmp_path: Path) -> None:
     assert "| labels | arm | mode | seed |" in text and "### Mean across seeds" in text
     assert "| 8 | ssl | **full** | 2 | 4 | budget |" in text and "Mean across seeds" in proc.stdout
     assert (out / "plots" / "label_efficiency.png").stat().st_size > 1000
+
+
+def test_auto_headline_takes_the_best_validation_mode_per_run() -> None:
+    from medssl.eval.protocol import choose_headline, seed_summary
+
+    recs = [
+        {"arm": "ssl", "mode": "full", "val_auroc": 0.9},
+        {"arm": "ssl", "mode": "linear", "val_auroc": 0.9},
+        {"arm": "ssl", "mode": "knn", "val_auroc": 0.7},
+    ]
+    choose_headline(recs)
+    assert [r["headline"] for r in recs] == [False, True, False]  # tie: the simpler mode
+    assert recs[1]["headline_rule"].startswith("auto")
+    base = {"arm": "ssl", "budget": 8, "n_labels": 8, "auroc_ci_low": 0.5, "auroc_ci_high": 0.9}
+    records = [
+        {**base, "mode": "linear", "seed": 0, "auroc": 0.8, "headline": True},
+        {**base, "mode": "full", "seed": 0, "auroc": 0.7, "headline": False},
+        {**base, "mode": "linear", "seed": 1, "auroc": 0.6, "headline": False},
+        {**base, "mode": "full", "seed": 1, "auroc": 0.9, "headline": True},
+    ]
+    rows = {r["mode"]: r for r in seed_summary(records)}
+    assert not rows["linear"]["headline"] and not rows["full"]["headline"]
+    assert rows["headline(full/linear)"]["headline"]
+    assert rows["headline(full/linear)"]["auroc_mean"] == pytest.approx(0.85)
+
+
+def test_verdict_says_plainly_when_ssl_does_not_beat_scratch() -> None:
+    from medssl.eval.protocol import verdict
+
+    row = {"budget": 8, "n_labels": 8, "n_val_labels": 2, "val_protocol": "budget",
+           "n_seeds": 3, "headline": True}  # fmt: skip
+    summary = [
+        {**row, "arm": "ssl", "mode": "linear", "val_auroc_mean": 0.70, "auroc_mean": 0.8},
+        {**row, "arm": "scratch", "mode": "full", "val_auroc_mean": 0.75, "auroc_mean": 0.7},
+        {**row, "arm": "pixels", "mode": "logistic", "val_auroc_mean": 0.9, "auroc_mean": 0.9},
+    ]
+    (line,) = verdict(summary)
+    assert line.startswith("8 labels: SSL does NOT beat scratch on validation (0.700 vs 0.750")
+    summary[0]["val_auroc_mean"] = 0.8
+    assert "SSL beats scratch" in verdict(summary)[0]

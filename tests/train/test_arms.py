@@ -92,3 +92,28 @@ def test_mode_and_init_checks() -> None:
         check_modes("imagenet", ["full"])
     with pytest.raises(ValueError, match="pretrained encoder"):
         run_arm("ssl", ["linear"], labelled(), CFG, seed=0)
+
+
+def test_lp_ft_starts_full_fine_tuning_from_the_linear_probe() -> None:
+    """LP-FT (Kumar et al. 2022): at step 0 the classifier predicts what the probe predicts."""
+    import dataclasses
+
+    from medssl.train.arms import _probe_head
+    from medssl.train.finetune import embed
+    from medssl.train.probe import fit_probe
+
+    data = labelled()
+    model = build_classifier("resnet18", 2, False, None, seed=0)
+    f_train, f_scored = embed(model.encoder, data.x_train), embed(model.encoder, data.x_scored)
+    probe = fit_probe(f_train, data.y_train, f_scored[data.is_val], data.y_scored[data.is_val],
+                      (0.1, 1.0))  # fmt: skip
+    _probe_head(model, probe)
+    model.eval()
+    with torch.no_grad():
+        got = torch.sigmoid(model(data.x_scored)).double().numpy()
+    np.testing.assert_allclose(got, probe.predict(f_scored), atol=1e-4)
+    cfg = dataclasses.replace(CFG, lp_ft=True)
+    out = run_arm("scratch", ["full"], data, cfg, seed=0, log=lambda _: None)
+    assert out["full"].info["lp_ft"] is True
+    first = out["full"].info["history"][0]
+    assert first[0] == 0 and first[1] == pytest.approx(probe.val_auroc, abs=1e-6)
