@@ -6,13 +6,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format clean-results
+.PHONY: install demo test lint format docs clean-results
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask,bundle,parquet]" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,dask,bundle,parquet]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +35,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check medssl pipelines tests benchmarks
 	$(BIN)/ruff format --check medssl pipelines tests benchmarks
 	$(BIN)/mypy medssl
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 format: $(STAMP)
 	$(BIN)/ruff format medssl pipelines tests benchmarks

@@ -217,6 +217,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with labels.csv")
     parser.add_argument("--out", type=Path, required=True, help="JSON table to write")
     parser.add_argument("--quick", action="store_true", help="smoke run on a small subset")
+    parser.add_argument("--preset", default="full", help="block of the presets file (full, long)")
+    parser.add_argument("--image-size", type=int, help="override model.image_size")
     parser.add_argument("--presets", type=Path, default=PRESETS)
     parser.add_argument("--workdir", type=Path, help="keep the workspace here (default: temp)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every stage")
@@ -228,7 +230,13 @@ def main() -> None:
     set_threads(args.threads)
     data = args.data.resolve()
     read_labels(data)
-    preset = yaml.safe_load(args.presets.read_text())["quick" if args.quick else "full"]
+    presets = yaml.safe_load(args.presets.read_text())
+    name = "quick" if args.quick else args.preset
+    if name not in presets:
+        raise SystemExit(f"error: --preset {name!r} not in {args.presets} ({sorted(presets)})")
+    preset = presets[name]
+    if args.image_size is not None:
+        preset = merge(preset, {"model": {"image_size": args.image_size}})
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="medssl-bench-")
@@ -269,7 +277,7 @@ def main() -> None:
     args.out.with_suffix(".md").write_text(header + table)
     meta = {
         "command": command,
-        "preset": "quick" if args.quick else "full",
+        "preset": name,
         "data": str(args.data),
         "wall_s": total,
         "stage_s": timings,
