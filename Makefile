@@ -22,11 +22,8 @@ demo: $(STAMP)
 	test -d .dvc || $(BIN)/dvc init --quiet
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo
-	@echo "Results:"
-	@echo "  results/label_efficiency.json   AUROC (95% CI) per arm x label budget x seed"
-	@echo "  results/metrics.json            DVC metrics (dvc metrics show)"
-	@echo "  results/plots/                  ROC, label-efficiency curve (dvc plots show)"
-	@echo "  data/ingested/manifest.csv      de-identified manifest; quarantine.csv beside it"
+	@$(BIN)/medssl results
+	@echo "more: results/label_efficiency.md (every mode and seed); then 'source .venv/bin/activate'"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

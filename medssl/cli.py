@@ -3,7 +3,8 @@
 ``medssl ingest SOURCE... --out DIR [--workers N]`` runs the same code as the ingest stage;
 ``medssl demo OUT`` writes the synthetic demo data set;
 ``medssl audit verify [RUN_RECORD]`` and ``medssl audit reproduce [RUN_RECORD]`` check a run
-record against the workspace and against a re-run.
+record against the workspace and against a re-run; ``medssl results [DIR]`` prints each
+arm's headline AUROC per budget and whether self-supervision paid.
 """
 
 from __future__ import annotations
@@ -159,6 +160,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    from medssl.eval.protocol import headline_text
+
+    path = args.results / "label_efficiency_seeds.json"
+    if not path.exists():
+        print(f"error: {path} not found (run dvc repro first)", file=sys.stderr)
+        return 1
+    print(headline_text(json.loads(path.read_text())), end="")
+    report = args.results / "report" / "index.html"
+    if report.exists():
+        print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per entry point."""
     parser = argparse.ArgumentParser(prog="medssl", description=__doc__)
@@ -170,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=30)
     demo.set_defaults(func=_demo)
     _add_audit_parser(sub)
+    res = sub.add_parser("results", help="headline AUROC per arm and budget, and the verdict")
+    res.add_argument("results", type=Path, nargs="?", default=Path("results"))
+    res.set_defaults(func=_results)
     return parser
 
 

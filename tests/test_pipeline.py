@@ -233,3 +233,50 @@ def test_a_new_label_set_reuses_the_encoder(workspace: Path) -> None:
     assert encoder.read_bytes() == before
     records = json.loads((workspace / "results" / "label_efficiency.json").read_text())
     assert records and all(r["n_val_labels"] <= r["n_labels"] for r in records)
+
+
+FENCE = re.compile(r"```bash\n(.*?)```", re.S)
+#: README lines the fixture stands in for (``make demo``: the tiny config's ``dvc repro``)
+#: or that would change the workspace's identity (a new pseudonymisation secret).
+STANDS_IN = ("make ", "export MEDSSL_DEID_SECRET")
+
+
+def readme_commands() -> list[str]:
+    """Every command line in the README's bash blocks, comments stripped, as written."""
+    lines = []
+    for block in FENCE.findall((REPO / "README.md").read_text()):
+        for line in block.splitlines():
+            command = line.split("  #")[0].split(" # ")[0].strip()
+            if command and not command.startswith("#"):
+                lines.append(command)
+    return lines
+
+
+@pytest.mark.slow
+def test_every_readme_command_works_as_written(workspace: Path) -> None:
+    """After the tiny `dvc repro` (make demo's work), each README command in one shell."""
+    commands = readme_commands()
+    assert "source .venv/bin/activate" in commands and "dvc repro" in commands
+    assert any(c.startswith("dvc exp run -S labels.path=") for c in commands)
+    venv = workspace / ".venv"
+    if not venv.exists():
+        venv.symlink_to(Path(sys.executable).parent.parent)  # the project's environment
+        with (workspace / ".git" / "info" / "exclude").open("a") as exclude:
+            exclude.write("/.venv\n")
+    other = workspace / "labels" / "other.csv"
+    table = pd.read_csv(workspace / "labels" / "demo.csv", dtype=str)
+    table.sample(frac=0.9, random_state=2).sort_values("path").to_csv(other, index=False)
+    _run(workspace, "git", "add", "-A")
+    _run(workspace, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "readme")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MEDSSL_DEID_SECRET")}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: no venv on the PATH
+    env["OMP_NUM_THREADS"] = "1"
+    for command in commands:
+        if command.startswith(STANDS_IN):
+            continue
+        script = f"set -e\nsource .venv/bin/activate\n{command}\n"
+        proc = subprocess.run(["bash", "-c", script], cwd=workspace, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        tail = f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        assert proc.returncode == 0, f"{command!r} failed:\n{tail}"
+        assert "nvImageCodec" not in proc.stdout + proc.stderr, command

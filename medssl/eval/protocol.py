@@ -377,6 +377,36 @@ def seed_summary(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=_rank)
 
 
+def headline_text(summary: Sequence[Mapping[str, Any]]) -> str:
+    """The answer on the screen: each arm's headline AUROC and CI at each budget, the verdict.
+
+    Args:
+        summary: :func:`seed_summary` rows.
+
+    Returns:
+        A plain-text table (one row per budget, one column per arm: mean test AUROC across
+        seeds with the mean per-seed 95 % CI) followed by the :func:`verdict` sentences.
+    """
+    heads = [r for r in summary if r["headline"]]
+    arms = [a for a in ARM_ORDER if any(r["arm"] == a for r in heads)]
+    budgets = sorted({(int(r["n_labels"]), str(r["budget"])) for r in heads})
+    cells = {(str(r["budget"]), r["arm"]): r for r in heads}
+    width = 24
+    lines = ["labels  " + "".join(f"{a:<{width}}" for a in arms)]
+    for n, budget in budgets:
+        row = f"{n:<8}"
+        for arm in arms:
+            r = cells.get((budget, arm))
+            text = "–" if r is None else format_ci(
+                {"v": r["auroc_mean"], "v_ci_low": r["auroc_ci_low_mean"],
+                 "v_ci_high": r["auroc_ci_high_mean"]}, "v")  # fmt: skip
+            row += f"{text:<{width}}"
+        lines.append(row.rstrip())
+    seeds = max((int(r["n_seeds"]) for r in heads), default=0)
+    lines.append(f"(test AUROC of each arm's headline mode, mean of {seeds} seed(s) [mean 95% CI])")
+    return "\n".join([*lines, "", *verdict(summary)]) + "\n"
+
+
 def verdict(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     """Plain sentences: does the SSL arm beat scratch, budget by budget?
 
