@@ -58,7 +58,7 @@ import numpy as np
 from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, SKIPPED_NAME, write_table
 from medssl.engines import WorkerCrash, make_engine
 from medssl.ingest_cache import UnitCache, code_fingerprint, settings_fingerprint
-from medssl.io import deid
+from medssl.io import deid, identity
 from medssl.io import dicom as dicom_io
 from medssl.io.dicom import (
     PROJECTION_MODALITIES,
@@ -151,6 +151,8 @@ QC_FLAGS: dict[str, str] = {
     "spacing_unknown": "no pixel spacing in the source (1 mm assumed)",
     "volume_of_4d": "one 3D volume of a 4D series or NIfTI (see volume_index)",
     "no_patient_id": "no patient identifier (per-file patient key)",
+    "uid_missing": "blank Study/Series/SOP Instance UID: identity from other attributes "
+    "(medssl.io.identity)",
     "burned_in_annotation": "kept although BurnedInAnnotation is YES (option)",
 }
 DROP_ACTIONS = ("skip", "quarantine")
@@ -584,16 +586,21 @@ def _text(ds: Any, keyword: str) -> str:
 def _dicom_keys(ds: Any, rel: str, pseudo: deid.Pseudonymizer) -> dict[str, Any]:
     patient = _text(ds, "PatientID")
     fallback = key_text(rel)
+    study, no_study = identity.study_identity(ds, fallback)
+    series, no_series = identity.series_identity(ds, fallback)
+    sop, no_sop = identity.instance_identity(ds, fallback)
     out: dict[str, Any] = {
         "modality": _safe_code(_text(ds, "Modality")) or "OT",
         "patient_key": pseudo.key("patient", patient or fallback),
-        "study_key": pseudo.key("study", _text(ds, "StudyInstanceUID") or fallback),
-        "series_key": pseudo.key("series", _text(ds, "SeriesInstanceUID") or fallback),
-        "sop_key": pseudo.key("sop", _text(ds, "SOPInstanceUID") or fallback),
+        "study_key": pseudo.key("study", study),
+        "series_key": pseudo.key("series", series),
+        "sop_key": pseudo.key("sop", sop),
         "view_position": normalize_view(_text(ds, "ViewPosition")),
         "body_part": _safe_code(_text(ds, "BodyPartExamined")),
     }
     out["flags"] = [] if patient else ["no_patient_id"]
+    if no_study or no_series or no_sop:
+        out["flags"].append("uid_missing")
     return out
 
 
@@ -637,7 +644,6 @@ def _is_series_slice(ds: Any) -> bool:
         and not ds.get("PerFrameFunctionalGroupsSequence")
         and _text(ds, "Modality").upper() not in PROJECTION_MODALITIES
         and "ImagePositionPatient" in ds
-        and bool(_text(ds, "SeriesInstanceUID"))
     )
 
 
@@ -1029,7 +1035,7 @@ def _settings_fp(options: IngestOptions) -> str:
 
     modules = [Path(__file__), Path(dicom_io.__file__), Path(nifti.__file__)]
     modules += [Path(raster.__file__), Path(deid.__file__), Path(sidecar.__file__)]
-    modules += [Path(ingest_cache.__file__)]
+    modules += [Path(ingest_cache.__file__), Path(identity.__file__)]
     return settings_fingerprint(
         {
             "options": options.output_settings(),

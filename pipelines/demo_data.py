@@ -24,7 +24,9 @@ def main() -> None:
         image_size=get(p, "demo.image_size", int),
         n_ct=get(p, "demo.n_ct", int),
         abnormal_fraction=get(p, "demo.abnormal_fraction", float),
+        label_fraction=get(p, "demo.label_fraction", float),
         labels_path=args.labels,
+        n_full_size=get(p, "demo.n_full_size", int),
     )
     print(
         f"demo data in {args.out}: {summary.n_xray_files} radiographs, {summary.n_ct_series} CT "

@@ -234,6 +234,7 @@ def evaluate_runs(
                 "arm": arm,
                 "mode": mode,
                 "headline": mode == headline[arm],
+                "headline_rule": "fixed",
                 "budget": run["budget"],
                 "n_labels": int(run["n_labels"]),
                 "n_abnormal": int(run.get("n_abnormal", -1)),
