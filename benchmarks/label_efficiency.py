@@ -95,7 +95,7 @@ def make_workspace(ws: Path, data: Path, preset: Mapping[str, Any]) -> dict[str,
     ws.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         shutil.copy(REPO / name, ws / name)
-    for folder in ("pipelines", "medssl"):
+    for folder in ("pipelines", "medssl", "weights"):
         shutil.copytree(REPO / folder, ws / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), preset)
     (ws / "labels").mkdir()

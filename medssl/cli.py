@@ -2,6 +2,7 @@
 
 ``medssl ingest SOURCE... --out DIR [--workers N]`` runs the same code as the ingest stage;
 ``medssl demo OUT`` writes the synthetic demo data set;
+``medssl pull SOURCE --out DIR`` fetches new instances from a PACS (DICOMweb or DIMSE);
 ``medssl audit verify [RUN_RECORD]`` and ``medssl audit reproduce [RUN_RECORD]`` check a run
 record against the workspace and against a re-run; ``medssl results [DIR]`` prints each
 arm's headline AUROC per budget and whether self-supervision paid.
@@ -160,6 +161,41 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pull(args: argparse.Namespace) -> int:
+    from medssl.io.deid import DeidError, Pseudonymizer, secret_from_env
+    from medssl.sources.pull import pull_from
+    from medssl.sources.spec import PullError, parse_query
+
+    try:
+        query = parse_query(args.study_date, args.modality, args.limit)
+        pseudo = Pseudonymizer(secret_from_env(demo=args.demo))
+        done = pull_from(
+            args.source, args.out, query, pseudo, calling_aet=args.aet, repo=Path.cwd(),
+            timeout=args.timeout,
+        )  # fmt: skip
+    except (PullError, DeidError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"pulled {done.fetched} new instance(s) ({done.bytes} bytes) of {done.instances} in "
+        f"{done.studies} studies; {done.already} already there, {done.adopted} recovered"
+    )
+    return 0
+
+
+def _add_pull_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pull = sub.add_parser("pull", help="fetch new instances from a PACS into a folder")
+    pull.add_argument("source", help="dicomweb+https://host/path | dimse://AET@host:port")
+    pull.add_argument("--out", type=Path, required=True)
+    pull.add_argument("--study-date", help="FROM-TO as YYYYMMDD-YYYYMMDD (either end open)")
+    pull.add_argument("--modality", help="modalities in study, e.g. CR,DX,CT")
+    pull.add_argument("--limit", type=int, help="at most N studies")
+    pull.add_argument("--aet", default="MEDSSL", help="our AE title (DIMSE)")
+    pull.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    pull.add_argument("--demo", action="store_true", help="fixed demo secret (public data only)")
+    pull.set_defaults(func=_pull)
+
+
 def _results(args: argparse.Namespace) -> int:
     from medssl.eval.protocol import headline_text
 
@@ -185,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=30)
     demo.set_defaults(func=_demo)
     _add_audit_parser(sub)
+    _add_pull_parser(sub)
     res = sub.add_parser("results", help="headline AUROC per arm and budget, and the verdict")
     res.add_argument("results", type=Path, nargs="?", default=Path("results"))
     res.set_defaults(func=_results)

@@ -368,7 +368,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws.mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, ws / name)
-    for folder in ("pipelines", "medssl"):
+    for folder in ("pipelines", "medssl", "weights"):
         shutil.copytree(REPO / folder, ws / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (ws / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
     _run(ws, "git", "init", "-q")

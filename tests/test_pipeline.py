@@ -44,7 +44,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws.mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, ws / name)
-    for folder in ("pipelines", "medssl"):
+    for folder in ("pipelines", "medssl", "weights"):
         shutil.copytree(REPO / folder, ws / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
