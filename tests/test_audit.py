@@ -323,8 +323,14 @@ def test_prepare_workspace_copies_inputs_not_outputs(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the pipeline
 
 TINY = {
-    "demo": {"n_patients": 16, "image_size": 48, "n_ct": 1, "images_per_patient": 3,
-             "label_fraction": 0.75, "n_full_size": 0},  # fmt: skip
+    "demo": {
+        "n_patients": 16,
+        "image_size": 48,
+        "n_ct": 1,
+        "images_per_patient": 3,
+        "label_fraction": 0.75,
+        "n_full_size": 0,
+    },  # fmt: skip
     "model": {"image_size": 32},
     "pretrain": {"epochs": 1, "batch_size": 16},
     "finetune": {

@@ -18,8 +18,14 @@ import yaml
 from tests.conftest import REPO
 
 TINY = {
-    "demo": {"n_patients": 16, "image_size": 48, "n_ct": 1, "images_per_patient": 3,
-             "label_fraction": 0.75, "n_full_size": 0},  # fmt: skip
+    "demo": {
+        "n_patients": 16,
+        "image_size": 48,
+        "n_ct": 1,
+        "images_per_patient": 3,
+        "label_fraction": 0.75,
+        "n_full_size": 0,
+    },  # fmt: skip
     "model": {"image_size": 32},
     "pretrain": {"epochs": 2, "batch_size": 16},
     "finetune": {"budgets": [8, "all"], "seeds": [0, 1], "steps": 4, "eval_every": 2},

@@ -141,34 +141,44 @@ class DimsePacs:
         return uids[: query.limit] if query.limit else uids
 
     def instances(self, study_uid: str) -> list[tuple[str, str]]:
-        """C-FIND at SERIES, then IMAGE level."""
+        """C-FIND at IMAGE level for the whole study (series by universal matching).
+
+        Falls back to SERIES-then-IMAGE queries when the PACS answers nothing at IMAGE level
+        without a series (strictly hierarchical SCPs, PS3.4 C.4.1.3.1).
+        """
+        image = Dataset()
+        image.QueryRetrieveLevel, image.StudyInstanceUID = "IMAGE", study_uid
+        image.SeriesInstanceUID, image.SOPInstanceUID = "", ""
+        found = [(str(i.SeriesInstanceUID), str(i.SOPInstanceUID)) for i in self._find(image)]
+        if found:
+            return sorted(set(found))
         pairs = []
         series = Dataset()
         series.QueryRetrieveLevel, series.StudyInstanceUID = "SERIES", study_uid
         series.SeriesInstanceUID = ""
         for s in self._find(series):
-            image = Dataset()
-            image.QueryRetrieveLevel, image.StudyInstanceUID = "IMAGE", study_uid
-            image.SeriesInstanceUID, image.SOPInstanceUID = s.SeriesInstanceUID, ""
+            image.SeriesInstanceUID = s.SeriesInstanceUID
             pairs += [(str(s.SeriesInstanceUID), str(i.SOPInstanceUID)) for i in self._find(image)]
         return sorted(set(pairs))
 
-    def fetch(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
-        """C-GET at IMAGE level; the instance arrives by C-STORE on the same association."""
+    def fetch(
+        self, study_uid: str, series_uid: str, sop_uids: list[str]
+    ) -> Iterator[tuple[str, bytes]]:
+        """One C-GET at IMAGE level with a list of SOP Instance UIDs (PS3.4 C.2.2.2.2);
+        the instances arrive by C-STORE on the same association."""
         ds = Dataset()
         ds.QueryRetrieveLevel = "IMAGE"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = (
-            study_uid,
-            series_uid,
-            sop_uid,
-        )
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = list(sop_uids) if len(sop_uids) > 1 else sop_uids[0]
         with self._checked("C-GET"):
             for status, _ in self._association().send_c_get(ds, GET):
                 if not status:
                     raise PullError(f"{self.source.name}: C-GET got no answer (timeout)")
                 if status.Status not in (*PENDING, SUCCESS):
                     raise PullError(f"{self.source.name}: C-GET failed (0x{status.Status:04X})")
-        data = self._received.pop(sop_uid, None)
-        if data is None:
-            raise PullError(f"{self.source.name}: C-GET sent no instance")
-        return data
+        missing = [uid for uid in sop_uids if uid not in self._received]
+        if missing:
+            self._received.clear()
+            raise PullError(f"{self.source.name}: C-GET sent {len(missing)} instance(s) short")
+        for uid in sop_uids:
+            yield uid, self._received.pop(uid)

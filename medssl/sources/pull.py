@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +24,8 @@ from medssl.io.deid import Pseudonymizer
 from medssl.sources.spec import Query, credentials_from_env, parse_source
 
 LEDGER_NAME = "pulled.csv"
+#: Instances asked for in one retrieve (one C-GET with a UID list; one WADO-RS call each).
+BATCH = 64
 LEDGER_COLUMNS = ("sop_key", "sha256", "path")
 PARTIAL_SUFFIX = ".partial"
 
@@ -39,8 +41,10 @@ class PacsClient(Protocol):
         """``(series UID, SOP Instance UID)`` of every instance of a study, sorted."""
         ...
 
-    def fetch(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
-        """One instance as a DICOM Part 10 file (PS3.10)."""
+    def fetch(
+        self, study_uid: str, series_uid: str, sop_uids: list[str]
+    ) -> Iterator[tuple[str, bytes]]:
+        """Instances of one series as ``(SOP Instance UID, DICOM Part 10 file)`` pairs."""
         ...
 
 
@@ -51,7 +55,7 @@ class PullSummary:
     Attributes:
         studies: studies matched.
         instances: instances listed in them.
-        fetched: instances fetched now.
+        fetched: instances listed as new (all fetched when the pull returns).
         already: instances in the ledger before (not fetched again).
         adopted: complete files found without a ledger row (a killed run), recorded.
         bytes: bytes written now.
@@ -154,14 +158,20 @@ def pull(
     listing = _listing(client, studies)
     todo = [item for item in listing if pseudo.key("sop", item[2]) not in ledger]
     log(f"pull: {len(studies)} studies, {len(listing)} instances, {len(todo)} to fetch")
+    batches: dict[tuple[str, str], list[str]] = {}
+    for study, series, sop in todo:
+        batches.setdefault((study, series), []).append(sop)
     written = 0
-    for study, series, sop in tqdm(todo, unit="file", desc="pull", disable=not todo):
-        data = client.fetch(study, series, sop)
-        key = pseudo.key("sop", sop)
-        rel = f"{pseudo.key('study', study)}/{pseudo.key('series', series)}/{key}.dcm"
-        write_atomic(out / rel, data)
-        ledger.add(key, _sha256(data), rel)
-        written += len(data)
+    with tqdm(total=len(todo), unit="file", desc="pull", disable=not todo) as bar:
+        for (study, series), sops in batches.items():
+            folder = f"{pseudo.key('study', study)}/{pseudo.key('series', series)}"
+            for start in range(0, len(sops), BATCH):
+                for sop, data in client.fetch(study, series, sops[start : start + BATCH]):
+                    key = pseudo.key("sop", sop)
+                    write_atomic(out / folder / f"{key}.dcm", data)
+                    ledger.add(key, _sha256(data), f"{folder}/{key}.dcm")
+                    written += len(data)
+                    bar.update(1)
     return PullSummary(
         studies=len(studies),
         instances=len(listing),

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -97,11 +98,12 @@ def test_a_killed_pull_resumes_without_duplicates_or_partials(
     client = DicomWebPacs(parse_source(pacs.dicomweb), credentials_from_env())
     fetch, calls = client.fetch, [0]
 
-    def dying_fetch(*uids: str) -> bytes:
-        calls[0] += 1
-        if calls[0] > 3:
-            raise _Killed
-        return fetch(*uids)
+    def dying_fetch(study: str, series: str, sops: list[str]) -> Iterator[tuple[str, bytes]]:
+        for item in fetch(study, series, sops):
+            calls[0] += 1
+            if calls[0] > 3:
+                raise _Killed
+            yield item
 
     client.fetch = dying_fetch  # type: ignore[method-assign]
     out = tmp_path / "pulled"
@@ -153,3 +155,27 @@ def test_sources_parse_and_refuse_credentials_in_urls() -> None:
     with pytest.raises(PullError, match="study date"):
         parse_query("2025-01-01", None, None)
     assert parse_query("20250101-", "cr, dx", 3) == Query("20250101", "", ("CR", "DX"), 3)
+
+
+def test_the_pull_stage_fetches_into_its_folder_and_stays_off_by_default(
+    pacs: Pacs, tmp_path: Path
+) -> None:
+    import yaml
+
+    from tests.conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["pull"]["enabled"] is False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "MEDSSL_PACS_USER": USER, "MEDSSL_PACS_PASSWORD": PASSWORD}
+    env.pop("MEDSSL_DEID_SECRET", None)
+    cmd = [sys.executable, str(REPO / "pipelines" / "pull.py"), "--out", "data/raw/pacs"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "pull: off" in proc.stdout
+    assert (tmp_path / "data" / "raw" / "pacs" / LEDGER_NAME).exists()
+    params["pull"].update(enabled=True, source=pacs.dimse, modalities="CT")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "pull: 8 new, 0 already here, 1 studies" in proc.stdout
+    assert PASSWORD not in proc.stdout + proc.stderr
