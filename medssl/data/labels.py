@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from medssl.data.keys import KEY_COLUMNS, normalise_key
-from medssl.data.rows import listed_rows
+from medssl.data.rows import listed_rows, read_user_csv
 from medssl.data.splits import SPLITS
 from medssl.io.deid import Pseudonymizer
 
@@ -43,17 +43,7 @@ def read_label_csv(path: Path, key: str, label_column: str) -> pd.DataFrame:
     """
     if key not in KEY_COLUMNS:
         raise LabelError(f"labels.key must be one of {sorted(KEY_COLUMNS)}, got {key!r}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as exc:
-        raise LabelError(f"{path}: label file not found") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise LabelError(f"{path}: not a readable CSV ({type(exc).__name__})") from exc
-    missing = [c for c in (key, label_column) if c not in frame.columns]
-    if missing:
-        raise LabelError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
-    frame["row"] = range(2, len(frame) + 2)
-    return frame
+    return read_user_csv(path, "label file", (key, label_column), LabelError)
 
 
 def parse_labels(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from medssl.data.keys import KEY_COLUMNS, normalise_key
-from medssl.data.rows import listed_rows
+from medssl.data.rows import listed_rows, read_user_csv
 
 if TYPE_CHECKING:  # the pretrain stage imports this module and must not depend on deid
     from medssl.io.deid import Pseudonymizer
@@ -105,15 +105,8 @@ def listed_reserve(
     """
     if key not in RESERVE_KEYS:
         raise ReserveError(f"params.yaml: 'reserve.key' must be one of {sorted(RESERVE_KEYS)}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as exc:
-        raise ReserveError(f"{path}: reserve file not found") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ReserveError(f"{path}: not a readable CSV ({type(exc).__name__})") from exc
-    if key not in frame.columns:
-        raise ReserveError(f"{path}: missing column '{key}'; found {list(frame.columns)}")
-    rows = pd.Series(range(2, len(frame) + 2))
+    frame = read_user_csv(path, "reserve file", (key,), ReserveError)
+    rows = frame["row"]
     values = frame[key].str.strip()
     empty = rows[values == ""].tolist()
     if empty:

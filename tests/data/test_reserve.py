@@ -79,7 +79,7 @@ def test_listed_reserve_errors_name_rows_not_values(tmp_path: Path) -> None:
     assert "SECRET" not in str(err.value)
     quarantined = {PSEUDO.key("path", "SECRET-NAME.dcm")}
     assert len(listed_reserve(listing, manifest, quarantined, PSEUDO, "path")) == 1
-    with pytest.raises(ReserveError, match="missing column 'path'"):
+    with pytest.raises(ReserveError, match=r"missing column\(s\) \['path'\]"):
         listing.write_text("file\nx/0.dcm\n")
         listed_reserve(listing, manifest, set(), PSEUDO, "path")
     with pytest.raises(ReserveError, match="not found"):
