@@ -11,11 +11,13 @@ compared with the ``scratch`` and ``pixels`` headline modes on the same test pat
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from medssl.eval.metrics import (
     aggregate_by_patient,
@@ -219,7 +221,8 @@ def evaluate_runs(
     """
     by_key: dict[tuple[str, str, int, str], pd.DataFrame] = {}
     records: list[dict[str, Any]] = []
-    for run, scores in runs:
+    quiet = not sys.stderr.isatty()
+    for run, scores in tqdm(runs, unit="run", desc="evaluate (bootstrap)", disable=quiet):
         arm, budget, rseed = str(run["arm"]), str(run["budget"]), int(run["seed"])
         if arm not in headline:
             raise ValueError(f"finetune.headline names no mode for arm {arm!r}")

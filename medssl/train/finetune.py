@@ -10,6 +10,7 @@ Frozen-feature modes (linear probe, kNN) use :func:`embed` and live in
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from monai.transforms import Compose
 from monai.utils import set_determinism
 from sklearn.metrics import roc_auc_score
 from torch import nn
+from tqdm import tqdm
 
 from medssl.data.dataset import apply_views
 from medssl.models.encoders import build_encoder
@@ -178,7 +180,10 @@ def train_classifier(
     best = TrainResult(copy.deepcopy(model), 0, _val_auroc(model, val_images, val_labels))
     best.history.append((0, best.val_auroc))
     stale = 0
-    for step, idx in enumerate(_batches(images.shape[0], bs, config.steps, gen), start=1):
+    batches = _batches(images.shape[0], bs, config.steps, gen)
+    bar = tqdm(total=len(batches), unit="step", desc="fine-tune", disable=not sys.stderr.isatty())
+    for step, idx in enumerate(batches, start=1):
+        bar.update(1)
         model.train()
         x = images[idx]
         if augment is not None:
@@ -197,6 +202,7 @@ def train_classifier(
             stale += 1
             if config.patience and stale >= config.patience:
                 break
+    bar.close()
     set_determinism(seed=None)
     best.model.eval()
     return best
