@@ -197,7 +197,7 @@ def _add_pull_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _results(args: argparse.Namespace) -> int:
-    from medssl.eval.protocol import headline_text
+    from medssl.eval.seeds import headline_text
 
     path = args.results / "label_efficiency_seeds.json"
     if not path.exists():

@@ -24,10 +24,8 @@ from medssl.eval.protocol import (
     headline_curves,
     label_efficiency_table,
     markdown_table,
-    seed_markdown_table,
-    seed_summary,
-    verdict,
 )
+from medssl.eval.seeds import seed_markdown_table, seed_summary, verdict
 from medssl.params import ParamsError, get, get_positive, load_params
 
 

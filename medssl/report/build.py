@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from medssl.eval.protocol import format_ci, seed_summary, verdict
+from medssl.eval.protocol import format_ci
+from medssl.eval.seeds import seed_summary, verdict
 from medssl.report import figures
 from medssl.report.html import Section, figure, paragraph, render_page, table
 

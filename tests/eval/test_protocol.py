@@ -17,15 +17,13 @@ from medssl.eval.metrics import aggregate_by_patient, delong_pvalue, paired_boot
 from medssl.eval.plots import label_efficiency_figure
 from medssl.eval.protocol import (
     RECORD_KEYS,
-    SEED_SUMMARY_KEYS,
     compare_modes,
     evaluate_runs,
     label_efficiency_table,
     markdown_table,
     patient_level,
-    seed_markdown_table,
-    seed_summary,
 )
+from medssl.eval.seeds import SEED_SUMMARY_KEYS, seed_markdown_table, seed_summary
 
 HEADLINE = {"ssl": "full", "scratch": "full", "pixels": "logistic"}
 REPO = Path(__file__).resolve().parents[2]
@@ -246,7 +244,8 @@ def test_stage_writes_seed_summary(tmp_path: Path) -> None:
 
 
 def test_auto_headline_takes_the_best_validation_mode_per_run() -> None:
-    from medssl.eval.protocol import choose_headline, seed_summary
+    from medssl.eval.protocol import choose_headline
+    from medssl.eval.seeds import seed_summary
 
     recs = [
         {"arm": "ssl", "mode": "full", "val_auroc": 0.9},
@@ -270,7 +269,7 @@ def test_auto_headline_takes_the_best_validation_mode_per_run() -> None:
 
 
 def test_verdict_says_plainly_when_ssl_does_not_beat_scratch() -> None:
-    from medssl.eval.protocol import verdict
+    from medssl.eval.seeds import verdict
 
     row = {"budget": 8, "n_labels": 8, "n_val_labels": 2, "val_protocol": "budget",
            "n_seeds": 3, "headline": True}  # fmt: skip
