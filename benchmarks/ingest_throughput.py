@@ -49,7 +49,7 @@ from pydicom.uid import (
 )
 
 from medssl.ingest import IngestOptions, ingest
-from medssl.io.deid import DEMO_SECRET
+from medssl.io.pseudonym import DEMO_SECRET
 
 ROOT = "1.2.826.0.1.3680043.10.998."
 

@@ -36,7 +36,7 @@ import torch
 from medssl.data.dataset import DiskCachedImages, load_stack
 from medssl.data.manifest import MANIFEST_NAME
 from medssl.ingest import ingest
-from medssl.io.deid import DEMO_SECRET
+from medssl.io.pseudonym import DEMO_SECRET
 from medssl.train import distributed as dist
 from medssl.train.loop import Position, StepOutput, train_one_epoch
 from medssl.train.pretrain import PretrainConfig, RunOptions, build_model, make_loader

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from medssl.demo import write_demo_dataset
-from medssl.io.deid import DEMO_SECRET, Pseudonymizer
+from medssl.io.pseudonym import DEMO_SECRET, Pseudonymizer
 from medssl.sources.orthanc import available, local_orthanc
 from medssl.sources.pull import pull_from
 from medssl.sources.spec import Query

@@ -19,7 +19,7 @@ from pathlib import Path
 
 def _ingest(args: argparse.Namespace) -> int:
     from medssl.ingest import IngestOptions, ingest, invariant_line
-    from medssl.io.deid import DeidError, secret_from_env
+    from medssl.io.pseudonym import DeidError, secret_from_env
     from medssl.io.sidecar import SidecarSpec
 
     try:
@@ -162,7 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from medssl.io.deid import DeidError, Pseudonymizer, secret_from_env
+    from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
     from medssl.sources.pull import pull_from
     from medssl.sources.spec import PullError, parse_query
 

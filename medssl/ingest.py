@@ -58,8 +58,9 @@ import numpy as np
 from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, SKIPPED_NAME, write_table
 from medssl.engines import WorkerCrash, make_engine
 from medssl.ingest_cache import UnitCache, code_fingerprint, settings_fingerprint
-from medssl.io import deid, identity
 from medssl.io import dicom as dicom_io
+from medssl.io import identity
+from medssl.io import pseudonym as deid
 from medssl.io.dicom import (
     PROJECTION_MODALITIES,
     DecodedImage,

@@ -28,7 +28,7 @@ from medssl.audit import (
     write_record,
 )
 from medssl.data.splits import patient_overlap
-from medssl.io.deid import PROFILE_VERSION
+from medssl.io.pseudonym import PROFILE_VERSION
 
 
 def parse_artifact(text: str) -> tuple[str, str]:

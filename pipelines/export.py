@@ -24,7 +24,7 @@ from medssl.export.bundle import (
     write_bundle,
 )
 from medssl.export.card import CardInfo, bundle_metadata, data_description, model_card
-from medssl.io.deid import PROFILE_VERSION
+from medssl.io.pseudonym import PROFILE_VERSION
 from medssl.params import ParamsError, get, get_positive, load_params
 from medssl.train.finetune import build_classifier
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from medssl.ingest import ingest, invariant_line, options_from_params, stable_summary
-from medssl.io.deid import DeidError, secret_from_env
+from medssl.io.pseudonym import DeidError, secret_from_env
 from medssl.io.sidecar import SidecarError
 from medssl.params import ParamsError, get, load_params
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medssl.io.deid import DeidError, Pseudonymizer, secret_from_env
+from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
 from medssl.params import ParamsError, get, load_params
 from medssl.sources.pull import Ledger, pull_from
 from medssl.sources.spec import PullError, parse_query

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from medssl.data.manifest import MANIFEST_NAME, read_manifest, unusable_sources
 from medssl.data.reserve import POOL, ReserveError, hashed_reserve, listed_reserve, partition
-from medssl.io.deid import DeidError, Pseudonymizer, secret_from_env
+from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
 from medssl.params import ParamsError, get, load_params, tracked_file
 
 

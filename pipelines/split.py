@@ -25,7 +25,7 @@ from medssl.data.splits import (
     make_splits,
     patient_overlap,
 )
-from medssl.io.deid import DeidError, Pseudonymizer, secret_from_env
+from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
 from medssl.params import ParamsError, get, load_params, tracked_file
 
 NO_LABELS = (

@@ -10,7 +10,7 @@ import torch
 
 from medssl.demo import DemoSummary, write_demo_dataset
 from medssl.ingest import ingest
-from medssl.io.deid import DEMO_SECRET
+from medssl.io.pseudonym import DEMO_SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -12,8 +12,8 @@ import pytest
 
 from medssl.demo import DemoSummary
 from medssl.ingest import discover, ingest
-from medssl.io.deid import DEMO_SECRET
 from medssl.io.dicom import PRESENTATION_SCALE, presentation_codes, presentation_image
+from medssl.io.pseudonym import DEMO_SECRET
 
 
 def test_every_file_is_accounted_for(

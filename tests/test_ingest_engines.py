@@ -11,7 +11,7 @@ import pytest
 
 from medssl.engines import LocalEngine, WorkerCrash, make_engine
 from medssl.ingest import IngestOptions, ingest
-from medssl.io.deid import DEMO_SECRET
+from medssl.io.pseudonym import DEMO_SECRET
 from tests.ingest_corpus import ct_slice, radiograph, save
 
 

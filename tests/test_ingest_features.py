@@ -15,7 +15,7 @@ import yaml
 from medssl import ingest as ingest_module
 from medssl.cli import main as cli_main
 from medssl.ingest import IngestOptions, ingest, options_from_params
-from medssl.io.deid import DEMO_SECRET, Pseudonymizer
+from medssl.io.pseudonym import DEMO_SECRET, Pseudonymizer
 from medssl.io.sidecar import SidecarSpec
 from tests.conftest import SHARED_DATA
 from tests.ingest_corpus import ct_slice, png_bytes, radiograph, save, write_nifti

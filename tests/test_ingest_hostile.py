@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from medssl.ingest import REASONS, IngestOptions, ingest, key_text
-from medssl.io.deid import DEMO_SECRET, Pseudonymizer
+from medssl.io.pseudonym import DEMO_SECRET, Pseudonymizer
 from tests.ingest_corpus import PHI, hostile_corpus, restore_permissions
 
 Hostile = tuple[Path, dict[str, frozenset[str]], Path, dict[str, int], str, float]

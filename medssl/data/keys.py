@@ -1,7 +1,7 @@
 """User-facing image keys (paths, DICOM UIDs) and the manifest columns that hold their hashes.
 
 Label and reserve CSVs name images by a raw identifier; it is hashed with the ingestion
-pseudonymizer (:class:`medssl.io.deid.Pseudonymizer`) and matched to the manifest, so raw
+pseudonymizer (:class:`medssl.io.pseudonym.Pseudonymizer`) and matched to the manifest, so raw
 paths and UIDs are never written out.
 """
 

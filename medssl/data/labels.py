@@ -1,7 +1,7 @@
 """Label CSVs: join to the manifest by a keyed identifier, validate with row-level errors.
 
 A label set is any CSV with a key column and a binary label column. The key is hashed with
-the same keyed hash as ingestion (:class:`medssl.io.deid.Pseudonymizer`), so raw paths
+the same keyed hash as ingestion (:class:`medssl.io.pseudonym.Pseudonymizer`), so raw paths
 and UIDs are matched without ever being written out. Error messages name the CSV row
 (line number, header = line 1), never its identifying content.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 from medssl.data.keys import KEY_COLUMNS, normalise_key
 from medssl.data.rows import listed_rows, read_user_csv
 from medssl.data.splits import SPLITS
-from medssl.io.deid import Pseudonymizer
+from medssl.io.pseudonym import Pseudonymizer
 
 
 class LabelError(ValueError):

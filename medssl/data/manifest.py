@@ -1,7 +1,7 @@
 """The manifest and quarantine tables: schema, read, write.
 
 The manifest has one row per ingested image or volume; every identifier in it is a keyed
-hash (see :mod:`medssl.io.deid`), so it can be shared, versioned and logged.
+hash (see :mod:`medssl.io.pseudonym`), so it can be shared, versioned and logged.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ import pandas as pd
 from medssl.data.keys import KEY_COLUMNS, normalise_key
 from medssl.data.rows import listed_rows, read_user_csv
 
-if TYPE_CHECKING:  # the pretrain stage imports this module and must not depend on deid
-    from medssl.io.deid import Pseudonymizer
+if TYPE_CHECKING:  # the pretrain stage imports this module and must not depend on pseudonym
+    from medssl.io.pseudonym import Pseudonymizer
 
 POOL, RESERVE = "pool", "reserve"
 #: Columns of ``reserve.csv``: one row per ingested image.

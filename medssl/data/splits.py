@@ -30,7 +30,7 @@ from medssl.data.reserve import POOL, RESERVE, hash_unit
 from medssl.data.rows import listed_rows
 
 if TYPE_CHECKING:
-    from medssl.io.deid import Pseudonymizer
+    from medssl.io.pseudonym import Pseudonymizer
 
 SPLITS = ("train", "val", "test")
 #: ``split.validation`` values.

@@ -8,7 +8,7 @@ image; its columns (names configurable) are:
   its file name, or its file name without extension, depending on ``match``;
 * ``patient_id`` (recommended), ``study_id``, ``view`` (optional).
 
-Identifiers are only ever used through keyed hashes (:mod:`medssl.io.deid`); ``view`` is
+Identifiers are only ever used through keyed hashes (:mod:`medssl.io.pseudonym`); ``view`` is
 reduced to a DICOM View Position code (PS3.3 C.8.11.5: AP, PA, LL, RL, ...) or ``OTHER``,
 so free text never reaches an output. Error messages name CSV rows, never their content.
 """

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from medssl.io.deid import Pseudonymizer
+from medssl.io.pseudonym import Pseudonymizer
 from medssl.sources.spec import Query, credentials_from_env, parse_source
 
 LEDGER_NAME = "pulled.csv"

@@ -9,7 +9,7 @@ import pytest
 
 from medssl.data.labels import LabelError, join_labels
 from medssl.data.manifest import read_manifest
-from medssl.io.deid import DEMO_SECRET, Pseudonymizer
+from medssl.io.pseudonym import DEMO_SECRET, Pseudonymizer
 
 PSEUDO = Pseudonymizer(DEMO_SECRET)
 

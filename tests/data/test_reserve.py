@@ -14,7 +14,7 @@ from medssl.data.reserve import (
     partition,
     pool_images,
 )
-from medssl.io.deid import Pseudonymizer
+from medssl.io.pseudonym import Pseudonymizer
 
 PSEUDO = Pseudonymizer(b"0123456789abcdef0123")
 

@@ -13,7 +13,7 @@ from medssl.data.splits import (
     patient_overlap,
     select_budget,
 )
-from medssl.io.deid import Pseudonymizer
+from medssl.io.pseudonym import Pseudonymizer
 
 PSEUDO = Pseudonymizer(b"0123456789abcdef0123")
 NO_LABELS = pd.DataFrame(columns=["image_id", "label", "split_pin", "patient_pin", "row"])

@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from medssl.demo import write_demo_dataset
 from medssl.ingest import ingest
-from medssl.io.deid import DEMO_SECRET
 from medssl.io.identity import instance_identity, series_identity, study_identity
+from medssl.io.pseudonym import DEMO_SECRET
 
 BLANKED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from medssl.ingest import ingest
-from medssl.io.deid import DEMO_SECRET, Pseudonymizer
+from medssl.io.pseudonym import DEMO_SECRET, Pseudonymizer
 from medssl.sources.pull import LEDGER_NAME, Ledger, pull, pull_from
 from medssl.sources.spec import PullError, Query, parse_query, parse_source
 from tests.sources.conftest import PASSWORD, USER, Pacs

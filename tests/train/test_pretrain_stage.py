@@ -172,7 +172,7 @@ def test_gathered_losses_give_the_global_batch_gradient(tmp_path: Path) -> None:
 def _ingest_real(tmp_path: Path, files: list[Path]) -> Path:
     """Copy a few real files into a scratch export and ingest them (demo secret)."""
     from medssl.ingest import ingest
-    from medssl.io.deid import DEMO_SECRET
+    from medssl.io.pseudonym import DEMO_SECRET
 
     export = tmp_path / "export"
     export.mkdir()
