@@ -501,7 +501,7 @@ def test_unexpected_header_errors_become_dicom_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Malformed headers surface as ValueError/TypeError deep in decoding: reason code."""
-    import medssl.io.dicom as dicom
+    import medssl.io.dicom.decode as dicom
 
     def broken(ds: Dataset) -> list[object]:
         raise TypeError("unexpected VM")
