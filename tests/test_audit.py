@@ -1,4 +1,4 @@
-"""Run record, verification and reproduction (medssl/audit.py, pipelines/audit.py, CLI).
+"""Run record, verification and reproduction (medssl/audit/, pipelines/audit.py, CLI).
 
 Unit tests use small synthetic workspaces. The slow tests run the whole pipeline on a tiny
 configuration once (module fixture), then check the record, `medssl audit verify`, the
@@ -10,13 +10,14 @@ bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,36 +38,24 @@ def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_dvc_hash_matches_dvc_add(tmp_path: Path) -> None:
+def test_hashes_match_dvc_add(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "sub" / "__pycache__").mkdir(parents=True)
     (data / "a.csv").write_text("x,y\n1,2\n")
     (data / "sub" / "b.bin").write_bytes(bytes(range(256)) * 10)
     (data / "sub" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"junk")
     (data / "sub" / "c.pyc").write_bytes(b"junk")
-    (tmp_path / ".dvcignore").write_text("# comment\n__pycache__/\n*.pyc\n")
+    (data / "sub" / "keep.pyc").write_bytes(b"kept by a negation")
+    (tmp_path / ".dvcignore").write_text("# comment\n__pycache__/\n*.pyc\n!keep.pyc\n")
+    hashes = audit.hash_paths(["data", "data/a.csv", "missing"], tmp_path)  # before dvc init
     assert _dvc(tmp_path, "init", "--no-scm", "-q").returncode == 0
     assert _dvc(tmp_path, "add", "-q", "data").returncode == 0
-    expected = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]["md5"]
-    patterns = audit.read_ignore_patterns(tmp_path)
-    assert audit.dvc_hash(data, tmp_path, patterns) == expected
-    assert audit.dvc_hash(data / "a.csv", tmp_path) == audit.file_md5(data / "a.csv")
-
-
-@pytest.mark.parametrize(
-    ("path", "is_dir", "patterns", "ignored"),
-    [
-        ("medssl/__pycache__", True, ("__pycache__/",), True),
-        ("medssl/__pycache__/x.pyc", False, ("__pycache__/",), True),
-        ("medssl/__pycache__", False, ("__pycache__/",), False),  # a file of that name
-        ("a/b/c.pyc", False, ("*.pyc",), True),
-        ("a/b/c.py", False, ("*.pyc",), False),
-        ("data/raw/x.dcm", False, ("/data/raw",), True),
-        ("other/data/raw/x.dcm", False, ("/data/raw",), False),
-    ],
-)
-def test_is_ignored(path: str, is_dir: bool, patterns: tuple[str, ...], ignored: bool) -> None:
-    assert audit.is_ignored(PurePosixPath(path), is_dir, patterns) is ignored
+    out = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]
+    assert out["nfiles"] == 3  # a.csv, b.bin, keep.pyc
+    assert hashes["data"] == out["md5"]
+    assert audit.hash_paths(["data"], tmp_path) == {"data": out["md5"]}
+    assert hashes["data/a.csv"] == hashlib.md5(b"x,y\n1,2\n").hexdigest()
+    assert hashes["missing"] is None
 
 
 # --------------------------------------------------------------------------- lock and stages
@@ -78,12 +67,12 @@ LOCK = {
             "cmd": "python split.py",
             "deps": [{"path": "data/ingested", "hash": "md5", "md5": "d1.dir"}],
             "params": {"params.yaml": {"split": {"seed": 0}}},
-            "outs": [{"path": "data/splits/splits.csv", "hash": "md5", "md5": "s1"}],
+            "outs": [{"path": "data/splits/splits.csv", "hash": "md5", "md5": "sp1"}],
         },
         "finetune@ssl-8-0": {
             "cmd": "python finetune.py",
-            "deps": [{"path": "data/splits/splits.csv", "md5": "s1"}],
-            "outs": [{"path": "models/finetune/ssl-8-0", "md5": "m1.dir"}],
+            "deps": [{"path": "data/splits/splits.csv", "hash": "md5", "md5": "sp1"}],
+            "outs": [{"path": "models/finetune/ssl-8-0", "hash": "md5", "md5": "m1.dir"}],
         },
         "finetune@ssl-4-0": {"cmd": "old", "deps": [], "outs": []},
         "audit": {"cmd": "a", "deps": [], "outs": [{"path": "results/audit/run_record.json"}]},
