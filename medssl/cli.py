@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from medssl.burned_in.ocr import OcrUnavailable
     from medssl.ingest import IngestOptions, ingest, invariant_line
     from medssl.io.pseudonym import DeidError, secret_from_env
     from medssl.io.sidecar import SidecarSpec
@@ -31,6 +32,7 @@ def _ingest(args: argparse.Namespace) -> int:
             drop_flags=tuple(f for f in args.drop_flags.split(",") if f),
             drop_action=args.drop_action,
             quarantine_burned_in=not args.keep_burned_in,
+            burned_in_text=args.burned_in_text,
             canonical=not args.no_canonical,
             spacing_2d=tuple(args.spacing_2d) if args.spacing_2d else None,
             spacing_3d=tuple(args.spacing_3d) if args.spacing_3d else None,
@@ -47,7 +49,7 @@ def _ingest(args: argparse.Namespace) -> int:
         )
         secret = secret_from_env(demo=args.demo)
         summary = ingest(args.sources, args.out, secret=secret, options=options)
-    except (DeidError, FileNotFoundError, ValueError) as exc:
+    except (DeidError, FileNotFoundError, ValueError, OcrUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, sort_keys=True))
@@ -56,6 +58,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from medssl.burned_in import POLICIES
     from medssl.ingest import IngestOptions
 
     ing = sub.add_parser("ingest", help="DICOM/NIfTI/PNG folders -> NIfTI + manifest")
@@ -81,6 +84,12 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     ing.add_argument("--drop-action", choices=["skip", "quarantine"], default="skip")
     ing.add_argument("--keep-burned-in", action="store_true", help="flag instead of quarantine")
+    ing.add_argument(
+        "--burned-in-text",
+        choices=list(POLICIES),
+        default=IngestOptions.burned_in_text,
+        help="identity-like text in the pixels of 2D images (default: quarantine)",
+    )
     ing.add_argument("--no-canonical", action="store_true", help="keep DICOM voxel axes")
     ing.add_argument("--spacing-2d", type=float, nargs=2, metavar="MM")
     ing.add_argument("--spacing-3d", type=float, nargs=3, metavar="MM")

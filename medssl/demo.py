@@ -14,6 +14,8 @@ Layout under ``out_dir``::
     nifti/ct_0.nii.gz            the first CT volume in RAS+ NIfTI (Hounsfield units)
     nifti/mr_0.nii.gz            a standalone MR-like head volume
     broken/...                   one file per failure mode (see :data:`BROKEN_FILES`)
+    burned_text/...              DX radiographs with the patient's fake name, ID and birth
+                                 date burned into the pixels, BurnedInAnnotation absent
     labels.csv                   path,label for a fraction of the X-ray images
     README.txt
 
@@ -131,6 +133,7 @@ class DemoSummary:
         n_ct_files: CT slice files (one per slice).
         n_nifti: NIfTI files under ``nifti/``.
         n_broken: Files under ``broken/``.
+        n_burned_text: Radiographs under ``burned_text/`` (identity in the pixels).
         n_labelled: Rows of ``labels.csv``.
         phi: Every fake patient name, patient ID and birth date written, for leak tests.
     """
@@ -140,6 +143,7 @@ class DemoSummary:
     n_ct_files: int
     n_nifti: int
     n_broken: int
+    n_burned_text: int
     n_labelled: int
     phi: tuple[str, ...]
 
@@ -918,6 +922,51 @@ def _write_broken(out_dir: Path, seed: int, patient: FakePatient, size: int) -> 
     return len(BROKEN_FILES)
 
 
+# --------------------------------------------------------------------------- burned-in text
+
+#: Burned-in identity cases: (text size in px, white text, lines shown).
+BURNED_TEXT_CASES = ((16, True, 3), (20, False, 2), (14, True, 1))
+_BURNED_TEXT_INDEX = 2_000_000  # own phantom stream
+
+
+def burned_lines(patient: FakePatient) -> list[str]:
+    """How modalities print identity: ``FAMILY, GIVEN``, ``ID nnn``, ``DOB YYYY-MM-DD``."""
+    family, given = (patient.name.split("^") + [""])[:2]
+    b = patient.birth_date
+    return [f"{family}, {given}", f"ID {patient.patient_id}", f"DOB {b[:4]}-{b[4:6]}-{b[6:]}"]
+
+
+def _burn(stored: np.ndarray, lines: list[str], size_px: int, white: bool) -> np.ndarray:
+    """``stored`` with ``lines`` drawn at the extreme value (white or black)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.new("L", (stored.shape[1], stored.shape[0]), 0)
+    font = ImageFont.load_default(size_px)  # Pillow's bundled font: no system fonts needed
+    # White text in the dark corner; dark text over the body, where it can be read.
+    at = (12, 12) if white else (stored.shape[1] // 4, stored.shape[0] // 2)
+    ImageDraw.Draw(canvas).multiline_text(at, "\n".join(lines), fill=255, font=font)
+    ink = np.asarray(canvas) >= 128
+    return np.where(ink, XRAY_MAX if white else 0, stored).astype(stored.dtype)
+
+
+def _write_burned_text(out_dir: Path, seed: int, patients: list[FakePatient], size: int) -> int:
+    """Radiographs whose pixels show the patient's identity (no BurnedInAnnotation)."""
+    for k, (px, white, n_lines) in enumerate(BURNED_TEXT_CASES):
+        patient = patients[k % len(patients)]
+        plan = XrayPlan(
+            f"burned_text/dx_{k}.dcm", k % len(patients), _BURNED_TEXT_INDEX + k, patient, 0,
+            "20200101", "120000", f"A2{k:07d}", "DX", "MONOCHROME2", ExplicitVRLittleEndian,
+            (1.0, 0.0), "PA", False, False,
+        )  # fmt: skip
+        stored = _burn(
+            xray_stored_values(seed, plan, size), burned_lines(patient)[:n_lines], px, white
+        )
+        ds = _xray_dataset(seed, plan, stored)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(seed, "burned", k)
+        _save(ds, out_dir / plan.rel_path)
+    return len(BURNED_TEXT_CASES)
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1017,6 +1066,7 @@ def write_demo_dataset(
     )
     _write_mr(out_dir, seed, shape)
     n_broken = _write_broken(out_dir, seed, patients[0], image_size)
+    n_burned = _write_burned_text(out_dir, seed, patients, max(full_size, 256))
     n_labelled = _write_labels(labels_path or out_dir / "labels.csv", plans)
     _write_readme(out_dir, seed)
     return DemoSummary(
@@ -1025,6 +1075,7 @@ def write_demo_dataset(
         n_ct_files=n_ct_files,
         n_nifti=(1 if n_ct else 0) + 1,
         n_broken=n_broken,
+        n_burned_text=n_burned,
         n_labelled=n_labelled,
         phi=tuple(s for patient in patients for s in patient.phi),
     )

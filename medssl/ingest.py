@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from medssl.burned_in import POLICIES, redact, screen_image
+from medssl.burned_in.ocr import check_available as check_ocr
 from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, SKIPPED_NAME, write_table
 from medssl.engines import WorkerCrash, make_engine
 from medssl.ingest_cache import UnitCache, code_fingerprint, settings_fingerprint
@@ -131,6 +133,8 @@ REASONS: dict[str, str] = {
     "unsupported_geometry": "more than 4 dimensions, multi-page raster, bad affine",
     "inconsistent_geometry": "slices of a series that do not form volumes",
     "burned_in_annotation": "BurnedInAnnotation is YES (pixels may show identity)",
+    "burned_in_text": "identity-like text read in the pixels (ingest.burned_in_text: "
+    "quarantine; medssl.burned_in)",
     "non_finite": "NaN or infinite voxel values",
     "empty_image": "image with no or a single pixel",
     "resource_limit": "declared size over ingest.max_voxels (or decoding ran out of memory)",
@@ -155,6 +159,8 @@ QC_FLAGS: dict[str, str] = {
     "uid_missing": "blank Study/Series/SOP Instance UID: identity from other attributes "
     "(medssl.io.identity)",
     "burned_in_annotation": "kept although BurnedInAnnotation is YES (option)",
+    "burned_in_text": "identity-like text read in the pixels, kept (ingest.burned_in_text: flag)",
+    "text_redacted": "text regions blacked out before writing (ingest.burned_in_text: redact)",
 }
 DROP_ACTIONS = ("skip", "quarantine")
 
@@ -170,6 +176,8 @@ class IngestOptions:
         drop_flags: QC flags whose images are not ingested.
         drop_action: ``"skip"`` (skip list, rule ``qc_<flag>``) or ``"quarantine"``.
         quarantine_burned_in: quarantine BurnedInAnnotation=YES (else flag and keep).
+        burned_in_text: what to do with identity-like text in the pixels of 2D images
+            (``quarantine``, ``redact``, ``flag`` or ``off``; see :mod:`medssl.burned_in`).
         canonical: reorient 3D volumes to the closest RAS+ axes (no resampling).
         spacing_2d, spacing_3d: target spacing (mm) of 2D images / 3D volumes.
         size_2d, size_3d: target array size instead of a spacing.
@@ -190,6 +198,7 @@ class IngestOptions:
     drop_flags: tuple[str, ...] = ("localizer",)
     drop_action: str = "skip"
     quarantine_burned_in: bool = True
+    burned_in_text: str = "quarantine"
     canonical: bool = True
     spacing_2d: tuple[float, ...] | None = None
     spacing_3d: tuple[float, ...] | None = None
@@ -208,6 +217,8 @@ class IngestOptions:
         """Check values, naming the offending option."""
         if self.workers < 1:
             raise ValueError(f"ingest.workers must be >= 1, got {self.workers}")
+        if self.burned_in_text not in POLICIES:
+            raise ValueError(f"ingest.burned_in_text must be one of {list(POLICIES)}")
         if self.drop_action not in DROP_ACTIONS:
             raise ValueError(f"ingest.drop_action must be one of {list(DROP_ACTIONS)}")
         unknown = sorted(set(self.drop_flags) - set(QC_FLAGS))
@@ -229,7 +240,14 @@ class IngestOptions:
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change written images or rows (for the cache fingerprint)."""
-        keep = ("drop_flags", "drop_action", "quarantine_burned_in", "canonical", "compress")
+        keep = (
+            "drop_flags",
+            "drop_action",
+            "quarantine_burned_in",
+            "burned_in_text",
+            "canonical",
+            "compress",
+        )
         out: dict[str, Any] = {k: getattr(self, k) for k in keep}
         out.update(max_voxels=self.max_voxels)
         for k in ("spacing_2d", "spacing_3d", "size_2d", "size_3d"):
@@ -699,6 +717,7 @@ def _decode_and_write(
     empty: dict[str, Any] = {"rows": [], "quarantine": None, "dropped": None, "n_dropped": 0}
     try:
         images = _decode(unit, paths, ctx, dataset, data)
+        images = [_screen(img, ctx.options.burned_in_text) for img in images]
         images = [_finalize(img, ctx.options) for img in images]
     except Exception as exc:  # noqa: BLE001 - one bad unit never stops the run
         return {**empty, "quarantine": list(_decode_failure(exc))}
@@ -742,6 +761,28 @@ def _decode(
     if dataset is not None:
         return decode_datasets([dataset])
     return decode_datasets([read_dataset(paths[r["id"]]) for r in unit])
+
+
+def _screen(image: DecodedImage, policy: str) -> DecodedImage:
+    """Apply the burned-in text policy to a 2D image (3D volumes pass unchanged).
+
+    Raises:
+        DicomError: ``burned_in_text`` (policy quarantine, or text left after redaction).
+    """
+    if policy == "off" or image.array.ndim != 2:
+        return image
+    found = screen_image(image.array)
+    if not found.found:
+        return image
+    message = f"burned-in text, rule {'+'.join(found.rules)} ({found.n_regions} text regions)"
+    if policy == "flag":
+        return replace(image, flags=[*image.flags, "burned_in_text"])
+    if policy == "redact":
+        cleaned = replace(image, array=redact(image.array, found.regions))
+        if not screen_image(cleaned.array).found:
+            return replace(cleaned, flags=[*image.flags, "text_redacted"])
+        message += "; still readable after redaction"
+    raise DicomError("burned_in_text", message)
 
 
 def _series_frames(
@@ -1000,9 +1041,12 @@ def ingest(
     Raises:
         FileNotFoundError: a source does not exist.
         ValueError: bad options, sidecar or re-identification path.
+        medssl.burned_in.ocr.OcrUnavailable: Tesseract is missing (and the policy is not off).
     """
     options = options or IngestOptions(workers=workers)
     deid.Pseudonymizer(secret)  # fail early on a bad secret
+    if options.burned_in_text != "off":
+        check_ocr()  # fail before reading anything when Tesseract is missing
     reid_path = None
     if options.reid_table is not None:
         forbidden = [*repo_roots(Path.cwd(), out_dir.parent), out_dir, *sources]
@@ -1027,16 +1071,22 @@ def ingest(
     return summary
 
 
+def _source_files(module: Any) -> list[Path]:
+    """A module's file, or every ``.py`` file of a package (for the cache fingerprint)."""
+    path = Path(module.__file__)
+    return sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+
+
 def _settings_fp(options: IngestOptions) -> str:
     import nibabel
     import pydicom
 
+    import medssl.burned_in
     from medssl import ingest_cache
     from medssl.io import nifti, raster, sidecar
 
-    modules = [Path(__file__), Path(dicom_io.__file__), Path(nifti.__file__)]
-    modules += [Path(raster.__file__), Path(deid.__file__), Path(sidecar.__file__)]
-    modules += [Path(ingest_cache.__file__), Path(identity.__file__)]
+    packages = [dicom_io, nifti, raster, deid, sidecar, ingest_cache, identity, medssl.burned_in]
+    modules = [Path(__file__)] + [f for m in packages for f in _source_files(m)]
     return settings_fingerprint(
         {
             "options": options.output_settings(),
@@ -1375,6 +1425,7 @@ def options_from_params(params: Mapping[str, Any]) -> IngestOptions:
         ),
         drop_action=_optional(params, "ingest.drop_action", str, d.drop_action),
         quarantine_burned_in=_optional(params, "ingest.quarantine_burned_in", bool, True),
+        burned_in_text=_optional(params, "ingest.burned_in_text", str, d.burned_in_text),
         canonical=_optional(params, "ingest.canonical", bool, d.canonical),
         spacing_2d=_target(params, "ingest.resample.spacing_2d", float),
         spacing_3d=_target(params, "ingest.resample.spacing_3d", float),

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from medssl.burned_in.ocr import OcrUnavailable
 from medssl.ingest import ingest, invariant_line, options_from_params, stable_summary
 from medssl.io.pseudonym import DeidError, secret_from_env
 from medssl.io.sidecar import SidecarError
@@ -29,7 +30,14 @@ def main() -> None:
         secret = secret_from_env(demo=get(p, "data.demo_mode", bool))
         options = options_from_params(p)
         summary = ingest(sources, args.out, secret=secret, options=options)
-    except (ParamsError, DeidError, SidecarError, FileNotFoundError, ValueError) as exc:
+    except (
+        ParamsError,
+        DeidError,
+        SidecarError,
+        FileNotFoundError,
+        ValueError,
+        OcrUnavailable,
+    ) as exc:
         sys.exit(f"error: {exc}")
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     stable = stable_summary(summary)

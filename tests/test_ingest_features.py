@@ -322,6 +322,6 @@ def test_every_reason_code_raised_by_the_readers_is_documented() -> None:
 
     package = Path(__file__).resolve().parents[1] / "medssl"
     pattern = re.compile(r'(?:DicomError|NiftiError|RasterError|_Quarantine)\(\s*"([a-z_]+)"')
-    sources = [*(package / "io").glob("*.py"), package / "ingest.py"]
+    sources = [*(package / "io").rglob("*.py"), package / "ingest.py"]
     raised = {code for p in sources for code in pattern.findall(p.read_text())}
     assert raised and raised <= set(REASONS), sorted(raised - set(REASONS))

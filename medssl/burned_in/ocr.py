@@ -1,0 +1,144 @@
+"""Reading candidate regions with Tesseract (in process, through ``tesserocr``).
+
+Tesseract 5 (Smith 2007, "An overview of the Tesseract OCR engine", ICDAR; LSTM lines
+since 4.0) with the English model of Debian's ``tesseract-ocr-eng``. ``tesserocr`` binds the
+C++ API, so a worker loads the model once instead of starting a process per region (about
+20 ms each with ``pytesseract``). No model is downloaded: the language data must be
+installed (``make install`` installs the Debian packages when run as root).
+
+Each region is read twice at most: binarised against its own background (the text's
+polarity from :mod:`.detect`), then contrast-stretched, both as dark text on white, scaled
+so that a text line is about 30 px high, with a white border (Tesseract needs one).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from scipy import ndimage
+
+#: Where Debian and common installs keep Tesseract's language data.
+TESSDATA_DIRS = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tessdata",
+    "/usr/local/share/tessdata",
+)
+LANGUAGE = "eng"
+INSTALL_HINT = (
+    "install the Debian packages tesseract-ocr and tesseract-ocr-eng "
+    "(make install does it when run as root), or set ingest.burned_in_text: off"
+)
+#: White border added around each rendering (pixels, before scaling).
+BORDER = 8
+#: Binarised blobs smaller than this (pixels) are noise, not glyph parts.
+MIN_SPECK = 3
+
+_ENGINES: dict[int, Any] = {}
+
+
+class OcrUnavailable(RuntimeError):
+    """Tesseract or its English language data is not installed."""
+
+
+def tessdata_dir() -> Path:
+    """The folder holding ``eng.traineddata`` (``TESSDATA_PREFIX`` first).
+
+    Raises:
+        OcrUnavailable: no such folder.
+    """
+    env = os.environ.get("TESSDATA_PREFIX")
+    for folder in ([env] if env else []) + list(TESSDATA_DIRS):
+        if (Path(folder) / f"{LANGUAGE}.traineddata").is_file():
+            return Path(folder)
+    raise OcrUnavailable(f"Tesseract language data '{LANGUAGE}' not found: {INSTALL_HINT}")
+
+
+def _engine() -> Any:
+    """This process's Tesseract instance (one per process: worker pools fork)."""
+    pid = os.getpid()
+    if pid not in _ENGINES:
+        try:
+            import tesserocr
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise OcrUnavailable(f"tesserocr is not importable ({exc}): {INSTALL_HINT}") from exc
+        api = tesserocr.PyTessBaseAPI(
+            path=str(tessdata_dir()), lang=LANGUAGE, psm=tesserocr.PSM.SINGLE_BLOCK
+        )
+        api.SetVariable("tessedit_do_invert", "0")  # renderings are dark on white
+        _ENGINES.clear()
+        _ENGINES[pid] = api
+    return _ENGINES[pid]
+
+
+def check_available() -> None:
+    """Fail early, with the install hint, when OCR cannot run.
+
+    Raises:
+        OcrUnavailable: Tesseract or its language data is missing.
+    """
+    _engine()
+
+
+def _scale(height: int) -> int:
+    return 3 if height <= 40 else 2 if height <= 80 else 1
+
+
+def _without_specks(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask`` without connected specks under :data:`MIN_SPECK` pixels (image noise)."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= MIN_SPECK
+    keep[0] = False
+    out: NDArray[np.bool_] = keep[labels]
+    return out
+
+
+def renderings(crop: NDArray[np.uint8], bright: bool) -> Iterator[NDArray[np.uint8]]:
+    """Dark-on-white renderings of a region, cheapest first.
+
+    Args:
+        crop: ``(rows, columns)`` uint8 region of the display image.
+        bright: the text is brighter than its background.
+
+    Yields:
+        ``(rows, columns)`` uint8 images: binarised half-way between the region's median
+        and the text's extreme, the same without specks of noise, then the region
+        contrast-stretched (1st-99th percentile).
+    """
+    c = crop.astype(np.float32)
+    background = float(np.median(c))
+    text = c >= (background + 255.0) / 2 if bright else c <= background / 2
+    yield np.where(text, 0, 255).astype(np.uint8)
+    yield np.where(_without_specks(text), 0, 255).astype(np.uint8)
+    if bright:
+        c = 255.0 - c
+    lo, hi = np.percentile(c, [1, 99])
+    yield (np.clip((c - lo) / max(float(hi - lo), 1.0), 0, 1) * 255).astype(np.uint8)
+
+
+def read(image: NDArray[np.uint8]) -> str:
+    """Text Tesseract reads in a dark-on-white image (kept in memory only).
+
+    Args:
+        image: ``(rows, columns)`` uint8.
+
+    Returns:
+        The recognised text (lines joined by newlines); callers must not store it.
+    """
+    padded = np.pad(image, BORDER, constant_values=255)
+    scale = _scale(image.shape[0])
+    pil = Image.fromarray(np.ascontiguousarray(padded))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.BICUBIC)
+    api = _engine()
+    api.SetImage(pil)
+    return str(api.GetUTF8Text())

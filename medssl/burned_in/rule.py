@@ -1,0 +1,55 @@
+"""Does recognised text look like patient identity? A documented rule, no word list.
+
+Burned-in identity follows the forms of DICOM's own attributes (PS3.5 6.2: PN is
+``Family^Given``, shown as ``FAMILY, Given``; DA is a date; IDs are digit runs) while
+technician marks are short words or letters ("L", "R", "AP", "PORTABLE", "Bettaufnahme").
+A text fires the rule when it holds any of:
+
+* ``date``: three digit groups joined by ``-``, ``.`` or ``/`` (``1951-03-14``,
+  ``14.03.1951``, ``03/14/51``);
+* ``digit_run``: five or more characters of digits, allowing up to two OCR confusions
+  (``O``/``o`` for 0, ``I``/``l``/``|`` for 1, ``S`` for 5, ``B`` for 8) in tokens that hold at
+  least three digits (record numbers, accession numbers, compact dates);
+* ``person_name``: a capitalised word and a second word of two or more letters joined by a
+  comma or caret (``DOE, JANE``, ``Doe^Jane``), tolerating the doubled or dotted commas OCR
+  produces.
+
+Only rule names leave this module, never the text.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DATE = re.compile(r"\d{1,4}\s?[-./]\s?\d{1,2}\s?[-./]\s?\d{2,4}")
+_DIGITISH = re.compile(r"[0-9OoIlSB|]{5,}")
+_NAME = re.compile(r"[A-Z][A-Za-z]+\s*[,^][,.^]?\s*[A-Za-z]{2,}")
+#: Rule names in the order they are tried.
+RULES = ("date", "digit_run", "person_name")
+
+
+def _digit_run(text: str) -> bool:
+    for token in _DIGITISH.findall(text):
+        digits = sum(ch.isdigit() for ch in token)
+        if digits >= 3 and len(token) - digits <= 2:
+            return True
+    return False
+
+
+def identity_rules(text: str) -> tuple[str, ...]:
+    """Names of the rules that ``text`` fires (empty: not identity).
+
+    Args:
+        text: recognised text of one region.
+
+    Returns:
+        A subset of :data:`RULES`, in that order.
+    """
+    fired = []
+    if _DATE.search(text):
+        fired.append("date")
+    if _digit_run(text):
+        fired.append("digit_run")
+    if _NAME.search(text):
+        fired.append("person_name")
+    return tuple(fired)

@@ -1,0 +1,101 @@
+"""Screen one 2D image for burned-in identity; black out what was found.
+
+Policies (``ingest.burned_in_text``): ``quarantine`` (default; reason ``burned_in_text``,
+like BurnedInAnnotation = YES), ``redact`` (regions blacked out before the NIfTI is written,
+QC flag ``text_redacted``; quarantined after all if a second screen of the redacted image
+still fires), ``flag`` (kept, QC flag ``burned_in_text``) and ``off`` (no screening).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medssl.burned_in import ocr
+from medssl.burned_in.detect import Region, text_regions, to_display
+from medssl.burned_in.rule import identity_rules
+
+POLICIES = ("quarantine", "redact", "flag", "off")
+#: QC flags of images whose pixels carry, or carried, identity: never shown in reports.
+PIXEL_IDENTITY_FLAGS = ("burned_in_text", "text_redacted", "burned_in_annotation")
+#: Pixels added around each region before blacking it out.
+REDACT_MARGIN = 4
+#: A reading with fewer letters and digits ends the region's renderings.
+MIN_CHARACTERS = 2
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """What the screen found (counts and rule names only, never text).
+
+    Attributes:
+        rules: rules fired (see :mod:`medssl.burned_in.rule`); empty when clean.
+        n_regions: candidate regions found by the detector.
+        n_read: OCR calls made.
+        regions: every candidate region (display coordinates), for redaction.
+    """
+
+    rules: tuple[str, ...]
+    n_regions: int
+    n_read: int
+    regions: list[Region] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        """True when some region reads as identity."""
+        return bool(self.rules)
+
+
+def screen_image(array: NDArray[np.generic]) -> ScreenResult:
+    """Look for burned-in identity in a 2D image.
+
+    Args:
+        array: ``(X, Y)`` image as ingestion holds it (NIfTI order).
+
+    Returns:
+        The rules fired by the first region that reads as identity (reading stops there)
+        and the detector's regions.
+
+    Raises:
+        medssl.burned_in.ocr.OcrUnavailable: Tesseract is not installed.
+    """
+    display = to_display(array)
+    regions = text_regions(display)
+    n_read = 0
+    for region in regions:
+        r0, c0, r1, c1 = region.box
+        for image in ocr.renderings(display[r0:r1, c0:c1], region.bright):
+            n_read += 1
+            text = ocr.read(image)
+            rules = identity_rules(text)
+            if rules:
+                return ScreenResult(rules, len(regions), n_read, regions)
+            if sum(ch.isalnum() for ch in text) < MIN_CHARACTERS:
+                break  # nothing legible: other renderings of this region will not help
+    return ScreenResult((), len(regions), n_read, regions)
+
+
+def redact(array: NDArray[np.generic], regions: list[Region]) -> NDArray[np.generic]:
+    """A copy of ``array`` with every region (plus :data:`REDACT_MARGIN`) set to its minimum.
+
+    Args:
+        array: ``(X, Y)`` image (NIfTI order); regions are in display order (rows, columns).
+        regions: from :func:`screen_image`.
+
+    Returns:
+        ``(X, Y)`` array of the same dtype.
+    """
+    out = np.array(array, copy=True)
+    fill = out.min()
+    m = REDACT_MARGIN
+    for region in regions:
+        r0, c0, r1, c1 = region.box
+        out[max(0, c0 - m) : c1 + m, max(0, r0 - m) : r1 + m] = fill
+    return out
+
+
+def shows_pixel_identity(qc_flags: str) -> bool:
+    """True when a manifest row's ``qc_flags`` mark pixels that carry(-ied) identity."""
+    return bool(set(qc_flags.split(";")) & set(PIXEL_IDENTITY_FLAGS))
