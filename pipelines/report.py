@@ -133,7 +133,7 @@ def main() -> None:
     scores = run_scores(exported, args.runs)
     if scores is None:
         sys.exit(f"error: {args.runs}: no run folder for the exported model")
-    tp, fp = build.pick_cases(scores, threshold, k_cases)
+    tp, fp = build.pick_cases(build.showable(scores, manifest), threshold, k_cases)
     exported_rec = next(
         (
             r
@@ -142,7 +142,7 @@ def main() -> None:
         ),
         None,
     )
-    labelled = splits.merge(labels, on="image_id")
+    labelled = build.showable(splits.merge(labels, on="image_id"), manifest)
     samples = build.pick_samples(labelled, k_samples, seed)
     sections = [
         build.summary_section(exported_rec, demo),

@@ -15,14 +15,8 @@ before it is written:
 Nothing recognised ever leaves this package: callers get counts, rule names and boxes.
 """
 
-from medssl.burned_in.screen import (
-    PIXEL_IDENTITY_FLAGS,
-    POLICIES,
-    ScreenResult,
-    redact,
-    screen_image,
-    shows_pixel_identity,
-)
+from medssl.burned_in.flags import PIXEL_IDENTITY_FLAGS, shows_pixel_identity
+from medssl.burned_in.screen import POLICIES, ScreenResult, redact, screen_image
 
 __all__ = [
     "PIXEL_IDENTITY_FLAGS",

@@ -18,8 +18,6 @@ from medssl.burned_in.detect import Region, text_regions, to_display
 from medssl.burned_in.rule import identity_rules
 
 POLICIES = ("quarantine", "redact", "flag", "off")
-#: QC flags of images whose pixels carry, or carried, identity: never shown in reports.
-PIXEL_IDENTITY_FLAGS = ("burned_in_text", "text_redacted", "burned_in_annotation")
 #: Pixels added around each region before blacking it out.
 REDACT_MARGIN = 4
 #: A reading with fewer letters and digits ends the region's renderings.
@@ -94,8 +92,3 @@ def redact(array: NDArray[np.generic], regions: list[Region]) -> NDArray[np.gene
         r0, c0, r1, c1 = region.box
         out[max(0, c0 - m) : c1 + m, max(0, r0 - m) : r1 + m] = fill
     return out
-
-
-def shows_pixel_identity(qc_flags: str) -> bool:
-    """True when a manifest row's ``qc_flags`` mark pixels that carry(-ied) identity."""
-    return bool(set(qc_flags.split(";")) & set(PIXEL_IDENTITY_FLAGS))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from medssl.burned_in.flags import shows_pixel_identity
 from medssl.eval.protocol import format_ci
 from medssl.eval.seeds import seed_summary, verdict
 from medssl.report import figures
@@ -252,6 +253,22 @@ def summary_section(exported: Mapping[str, Any] | None, demo: bool) -> Section:
 def build_report(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The HTML page (see :func:`medssl.report.html.render_page`)."""
     return render_page(title, subtitle, sections)
+
+
+def showable(frame: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``frame`` whose image may be shown: none flagged for identity in its pixels.
+
+    Args:
+        frame: any table with an ``image_id`` column (scores, labelled splits).
+        manifest: the ingestion manifest (``image_id``, ``qc_flags``).
+
+    Returns:
+        ``frame`` without images flagged ``burned_in_text``, ``text_redacted`` or
+        ``burned_in_annotation`` (see :func:`medssl.burned_in.shows_pixel_identity`).
+    """
+    flags = manifest["qc_flags"].fillna("").astype(str)
+    hidden = set(manifest.loc[flags.map(shows_pixel_identity), "image_id"].astype(str))
+    return frame[~frame["image_id"].astype(str).isin(hidden)]
 
 
 def pick_cases(scores: pd.DataFrame, threshold: float, k: int) -> tuple[list[str], list[str]]:

@@ -83,3 +83,20 @@ def test_missing_language_data_fails_with_the_install_hint(
     monkeypatch.setattr(ocr, "_ENGINES", {})
     with pytest.raises(ocr.OcrUnavailable, match="tesseract-ocr-eng"):
         ocr.check_available()
+
+
+def test_report_never_picks_an_image_flagged_for_pixel_identity() -> None:
+    import pandas as pd
+
+    from medssl.report.build import pick_samples, showable
+
+    manifest = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "qc_flags": ["", "text_redacted", "burned_in_text;single_slice", "single_slice"],
+        }
+    )
+    labelled = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "label": [0, 0, 1, 1]})
+    kept = showable(labelled, manifest)
+    assert kept["image_id"].tolist() == ["a", "d"]
+    assert pick_samples(kept, 5, 0) == {"normal": ["a"], "abnormal": ["d"]}
