@@ -2,16 +2,18 @@
 
 Burned-in annotations are drawn by the modality or the export software at (or next to) the
 darkest or brightest value of the image, in strokes a few pixels wide. Anatomy seldom
-reaches those values in thin, dense, two-directional strokes. The detector marks, for each
-polarity, the pixels within ``tolerance`` of the extreme, counts the mask's horizontal and
-vertical transitions in blocks of ``BLOCK`` pixels, keeps blocks with many of both whose
-other pixels stand off the extreme by ``CONTRAST`` (noise in clipped air toggles the mask
-too, but its other pixels sit right next to the band), and joins neighbouring blocks into
-regions (per block row where a region grows taller than ``MAX_HEIGHT``). Large saturated
-areas (collimator edges, air) give one transition per row at most and are not text. Only
-region boxes leave this module; they are read by :mod:`medssl.burned_in.ocr`.
+reaches those values in thin, dense, two-directional strokes with step edges. For each
+polarity the detector marks the pixels within ``TOLERANCE`` of the extreme, counts the
+mask's horizontal and vertical transitions that are steps (``STEP``: the darkest texture of
+a lung is a slope, a glyph's edge is a step) in blocks of ``BLOCK`` pixels, keeps blocks
+with many of both whose other pixels stand off the extreme by ``CONTRAST`` (noise in
+clipped air toggles the mask too, but its other pixels sit next to the band), and joins
+neighbouring blocks into regions (per block row where a region grows taller than
+``MAX_HEIGHT``). Large saturated areas (collimator edges, air) give one transition per row
+at most and are not text. Only region boxes leave this module; they are read by
+:mod:`medssl.burned_in.ocr`.
 
-Cost: a few passes over the image (about 8 ms for 1024 x 1024 on one core).
+Cost: a few passes over the image (about 10 ms for 1024 x 1024 on one core).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ BLOCK = (8, 16)
 #: Distance from the extreme value (of 255) that still counts as the text's value.
 TOLERANCE = 8
 #: Minimum transitions of the extreme mask in a block: across rows, across columns.
-MIN_TRANSITIONS = (6, 4)
+MIN_TRANSITIONS = (8, 6)
 #: Regions per image at most (a guard against pathological images; none seen near it).
 MAX_REGIONS = 200
+#: A transition counts when the values two pixels apart differ by this much (a glyph's edge
+#: is a step; the darkest or brightest texture of a lung or bone is a slope).
+STEP = 32
 #: How far (of 255) the rest of a text block's pixels stand off the text's band.
 CONTRAST = 16
 #: Taller regions are anatomy (eight lines of 16 px text fit).
@@ -74,10 +79,13 @@ def _block_sums(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
 
 def _regions(display: NDArray[np.uint8], mask: NDArray[np.bool_], bright: bool) -> list[Region]:
     shape = (int(display.shape[0]), int(display.shape[1]))
+    values = display.astype(np.int16)
     across = np.zeros_like(mask)
-    across[:, 1:] = mask[:, 1:] != mask[:, :-1]
+    across[:, 1:-1] = (mask[:, 2:] != mask[:, :-2]) & (
+        np.abs(values[:, 2:] - values[:, :-2]) >= STEP
+    )
     down = np.zeros_like(mask)
-    down[1:, :] = mask[1:, :] != mask[:-1, :]
+    down[1:-1, :] = (mask[2:, :] != mask[:-2, :]) & (np.abs(values[2:, :] - values[:-2, :]) >= STEP)
     dense = (_block_sums(across) >= MIN_TRANSITIONS[0]) & (_block_sums(down) >= MIN_TRANSITIONS[1])
     if not dense.any():
         return []

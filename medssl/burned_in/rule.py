@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 
-_DATE = re.compile(r"\d{1,4}\s?[-./]\s?\d{1,2}\s?[-./]\s?\d{2,4}")
+_DATE = re.compile(r"\d{1,4} ?[-./] ?\d{1,2} ?[-./] ?\d{2,4}")
 _DIGITISH = re.compile(r"[0-9OoIlSB|]{5,}")
-_NAME = re.compile(r"[A-Z][A-Za-z]+\s*[,^][,.^]?\s*[A-Za-z]{2,}")
+_NAME = re.compile(r"[A-Z][A-Za-z]+ ?[,^][,.^]? ?[A-Za-z]{2,}")
 #: Rule names in the order they are tried.
 RULES = ("date", "digit_run", "person_name")
 

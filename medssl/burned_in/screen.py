@@ -20,7 +20,7 @@ from medssl.burned_in.rule import identity_rules
 POLICIES = ("quarantine", "redact", "flag", "off")
 #: Pixels added around each region before blacking it out.
 REDACT_MARGIN = 4
-#: A reading with fewer letters and digits ends the region's renderings.
+#: A second reading with fewer letters and digits ends the region's renderings.
 MIN_CHARACTERS = 2
 
 
@@ -64,14 +64,14 @@ def screen_image(array: NDArray[np.generic]) -> ScreenResult:
     n_read = 0
     for region in regions:
         r0, c0, r1, c1 = region.box
-        for image in ocr.renderings(display[r0:r1, c0:c1], region.bright):
+        for k, image in enumerate(ocr.renderings(display[r0:r1, c0:c1], region.bright)):
             n_read += 1
             text = ocr.read(image)
             rules = identity_rules(text)
             if rules:
                 return ScreenResult(rules, len(regions), n_read, regions)
-            if sum(ch.isalnum() for ch in text) < MIN_CHARACTERS:
-                break  # nothing legible: other renderings of this region will not help
+            if k >= 1 and sum(ch.isalnum() for ch in text) < MIN_CHARACTERS:
+                break  # nothing legible twice: the stretched rendering will not help
     return ScreenResult((), len(regions), n_read, regions)
 
 
