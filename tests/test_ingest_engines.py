@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medssl.engines import LocalEngine, WorkerCrash, make_engine
 from medssl.ingest import IngestOptions, ingest
+from medssl.ingest.engines import LocalEngine, WorkerCrash, make_engine
 from medssl.io.pseudonym import DEMO_SECRET
 from tests.ingest_corpus import ct_slice, radiograph, save
 

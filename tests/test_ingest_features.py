@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from medssl import ingest as ingest_module
 from medssl.cli import main as cli_main
 from medssl.ingest import IngestOptions, ingest, options_from_params
+from medssl.ingest import files as ingest_files
 from medssl.io.pseudonym import DEMO_SECRET, Pseudonymizer
 from medssl.io.sidecar import SidecarSpec
 from tests.conftest import SHARED_DATA
@@ -86,14 +86,14 @@ def test_a_hung_decoder_is_stopped_and_quarantined(
 ) -> None:
     """A file whose reading never ends costs its worker, not the run (timeout_s)."""
     save(radiograph(7), export / "xr" / "hang.dcm")
-    real = ingest_module._read_header
+    real = ingest_files._read_header
 
     def stuck(path: Path, data: bytes | None) -> object:
         if path.name == "hang.dcm":
             time.sleep(600)  # a decoder in an endless loop
         return real(path, data)
 
-    monkeypatch.setattr(ingest_module, "_read_header", stuck)  # forked workers inherit it
+    monkeypatch.setattr(ingest_files, "_read_header", stuck)  # forked workers inherit it
     summary = _run(export, tmp_path / "out", workers=2, timeout_s=2.0)
     quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv")
     assert list(quarantine["reason"]) == ["timeout"]
@@ -108,7 +108,7 @@ def test_files_read_twice_when_too_large_give_the_same_outputs(
 ) -> None:
     """Over ``IN_MEMORY_BYTES`` a file is hashed in chunks and read again to decode."""
     _run(export, tmp_path / "memory")
-    monkeypatch.setattr(ingest_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(ingest_files, "IN_MEMORY_BYTES", 0)
     _run(export, tmp_path / "twice")
     manifest = (tmp_path / "memory" / "manifest.csv").read_bytes()
     assert manifest == (tmp_path / "twice" / "manifest.csv").read_bytes()
@@ -322,6 +322,6 @@ def test_every_reason_code_raised_by_the_readers_is_documented() -> None:
 
     package = Path(__file__).resolve().parents[1] / "medssl"
     pattern = re.compile(r'(?:DicomError|NiftiError|RasterError|_Quarantine)\(\s*"([a-z_]+)"')
-    sources = [*(package / "io").rglob("*.py"), package / "ingest.py"]
+    sources = [*(package / "io").rglob("*.py"), *(package / "ingest").rglob("*.py")]
     raised = {code for p in sources for code in pattern.findall(p.read_text())}
     assert raised and raised <= set(REASONS), sorted(raised - set(REASONS))
