@@ -119,7 +119,8 @@ class BYOL(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Online encoder features ``(B, feature_dim)``."""
-        return self.encoder(x)
+        features: torch.Tensor = self.encoder(x)
+        return features
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of the online encoder (the one fine-tuned, as in the paper)."""

@@ -80,9 +80,13 @@ class JointEmbedding(nn.Module):
         z = head(h).view(2, b, -1).transpose(0, 1)  # (B, 2, P)
         return self.gather(z.contiguous()), h.detach()
 
+    def on_step_end(self, step: int, total: int) -> None:
+        """Nothing to update after an optimizer step (no momentum encoder)."""
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder features ``(B, feature_dim)`` of ``(B, C, *spatial)`` images."""
-        return self.encoder(x)
+        features: torch.Tensor = self.encoder(x)
+        return features
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights for :func:`medssl.models.encoders.build_encoder`."""

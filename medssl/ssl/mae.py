@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
-from monai.networks.nets import MaskedAutoEncoderViT
+from monai.networks.nets.masked_autoencoder_vit import MaskedAutoEncoderViT
 from torch import nn
 
 from medssl.models.encoders import ViTSpec
@@ -140,11 +140,15 @@ class MAE(nn.Module):
         assert self._visible is not None
         return loss, self._visible
 
+    def on_step_end(self, step: int, total: int) -> None:
+        """Nothing to update after an optimizer step (no momentum encoder)."""
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Mean encoder token of all patches (no masking), ``(B, hidden)``."""
         tokens = self.net.patch_embedding(x)  # (B, L, D) with positions
         cls = self.net.cls_token.expand(x.shape[0], -1, -1)
-        return self.net.blocks(torch.cat([cls, tokens], dim=1))[:, 1:].mean(dim=1)
+        blocks: torch.Tensor = self.net.blocks(torch.cat([cls, tokens], dim=1))  # (B, 1 + L, D)
+        return blocks[:, 1:].mean(dim=1)
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """Encoder weights keyed for :class:`medssl.models.encoders.ViTEncoder`."""

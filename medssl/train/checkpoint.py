@@ -6,7 +6,8 @@ number generator states of every rank, the metric history (so the curves survive
 deleting the stage's plots), and a fingerprint of the configuration and the training
 images, so a run never resumes from a checkpoint of a different experiment. Writes are
 atomic (temporary file, then ``os.replace``): a kill during a save leaves the previous
-checkpoint intact.
+checkpoint intact. :func:`training_state` and :func:`restore_training_state` turn a run
+into such a checkpoint and back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from medssl.ssl.method import SSLMethod
+from medssl.train.loop import Position
 
 FORMAT = 1
 LAST = "last.pt"  #: the checkpoint a restarted run resumes from
@@ -105,3 +109,66 @@ def find_resumable(directory: Path, expected: str) -> dict[str, Any] | None:
         print(f"{path}: checkpoint of a different configuration or data; starting afresh")
         return None
     return ckpt
+
+
+def training_state(
+    *,
+    fingerprint: str,
+    config: Mapping[str, Any],
+    method: SSLMethod,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    position: Position,
+    steps_per_epoch: int,
+    rng: Sequence[object],
+    history: Sequence[Mapping[str, float]],
+    world_size: int,
+) -> dict[str, Any]:
+    """The checkpoint of a run at ``position`` (for :func:`save_atomic`).
+
+    Args:
+        fingerprint: of the configuration and training images (see :func:`fingerprint`).
+        config: the configuration as JSON values.
+        method: the unwrapped method (its ``state_dict`` keys carry no DDP prefix).
+        optimizer: its state.
+        scheduler: its state.
+        position: where the run is; the last step of an epoch resumes at the next epoch.
+        steps_per_epoch: optimizer steps of an epoch.
+        rng: every rank's :func:`capture_rng`, in rank order.
+        history: the logged rows so far.
+        world_size: number of processes.
+    """
+    epoch, step_in_epoch = position.epoch, position.step_in_epoch
+    if step_in_epoch == steps_per_epoch:
+        epoch, step_in_epoch = epoch + 1, 0
+    return {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "config": dict(config),
+        "model": method.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "global_step": position.global_step,
+        "rng": list(rng),
+        "history": history,
+        "world_size": world_size,
+    }
+
+
+def restore_training_state(
+    state: Mapping[str, Any],
+    method: SSLMethod,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    rank: int,
+    device: torch.device,
+) -> Position:
+    """Inverse of :func:`training_state` for this rank: load every state, return the position."""
+    method.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    position = Position(state["epoch"], state["step_in_epoch"], state["global_step"])
+    restore_rng(state["rng"][rank], device)
+    return position

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    gather: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] = all_gather  # torch: untyped
+    return torch.cat(gather(x), dim=0)
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
@@ -149,13 +152,22 @@ def gather_objects(obj: object) -> list[object]:
     return out
 
 
+def broadcast_from_main(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (``obj`` itself in a one-process job)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)  # replaces box[0] by rank 0's object
+    return box[0]
+
+
 def barrier() -> None:
     """Wait for all ranks."""
     if dist.is_initialized():
         dist.barrier()
 
 
-class EpochSampler(DistributedSampler):
+class EpochSampler(DistributedSampler[Any]):
     """``DistributedSampler`` that yields ``(epoch, index)`` keys and resumes mid-epoch.
 
     The permutation of an epoch is the one of ``DistributedSampler`` (seeded with

@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from medssl.train import finetune
 from medssl.train.finetune import (
     TrainConfig,
     TrainResult,
@@ -94,17 +95,39 @@ def test_training_is_deterministic(
     assert trained[0][0].history == trained[1][0].history
 
 
-def test_patience_stops_when_validation_stalls() -> None:
+def test_patience_stops_at_the_exact_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Early stopping on a constructed validation curve, checked every 2 steps, patience 2.
+
+    Rule: a check improves only when strictly above the best so far (which resets the count
+    of stale checks); the run stops at the check where the count reaches the patience.
+    Curve at steps 0, 2, 4, ...: 0.50, 0.60, 0.55, 0.70, 0.65, 0.70, 0.99, ...
+        step 0: 0.50 best (the untrained model)
+        step 2: 0.60 best, stale 0
+        step 4: 0.55 stale 1
+        step 6: 0.70 best, stale 0 (reset; without it the run would stop at step 8)
+        step 8: 0.65 stale 1
+        step 10: 0.70 tie, not an improvement: stale 2 = patience, stop
+    So the run stops after step 10 of 40, keeps the step-6 model, never sees 0.99.
+    """
+    curve = iter([0.50, 0.60, 0.55, 0.70, 0.65, 0.70, 0.99, 0.99])
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def scripted_auroc(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray) -> float:
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(curve)
+
+    monkeypatch.setattr(finetune, "_val_auroc", scripted_auroc)
     x, y = blobs(16, 0)
     xv, yv = blobs(8, 1)
     model = build_classifier("resnet18", 2, False, None, seed=0)
-    cfg = config(lr=1e-12, steps=40, patience=2, eval_every=1)
+    cfg = config(steps=40, patience=2, eval_every=2)
     result = train_classifier(model, x, torch.tensor(y), xv, yv, cfg, seed=0)
-    scores = [v for _, v in result.history]
-    assert len(scores) < 41  # stopped early
-    best_before = max(scores[:-2])
-    assert all(v <= best_before for v in scores[-2:])  # two checks without improvement
-    assert result.val_auroc == max(scores)
+    assert result.history == [(0, 0.50), (2, 0.60), (4, 0.55), (6, 0.70), (8, 0.65), (10, 0.70)]
+    assert (result.best_step, result.val_auroc) == (6, 0.70)
+    assert len(seen) == 6  # no check after step 10
+    kept = result.model.state_dict()
+    assert all(torch.equal(kept[k], seen[3][k]) for k in kept)  # the model checked at step 6
+    assert not torch.equal(kept["head.weight"], seen[5]["head.weight"])  # not the last one
 
 
 def test_predict_and_embed_shapes() -> None:

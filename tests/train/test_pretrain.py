@@ -44,6 +44,23 @@ def _images(n: int = N, size: int = 32, dims: int = 2) -> torch.Tensor:
     return torch.exp(-d2 / 0.1).unsqueeze(1)
 
 
+def _gratings(n: int, size: int = 32) -> torch.Tensor:
+    """Sinusoidal gratings in [0, 1]: 8 orientations x ``n // 8`` frequencies, one per image.
+
+    Orientation and frequency survive the crops of the SimCLR views, so every image can be
+    told from the others: instance discrimination is learnable in a few steps.
+    """
+    y, x = torch.meshgrid(*[torch.linspace(-1, 1, size)] * 2, indexing="ij")
+    out = []
+    for i in range(n):
+        theta = math.pi * (i % 8) / 8
+        cycles = 2.0 + 2.0 * (i // 8)
+        out.append(
+            0.5 + 0.5 * torch.sin(math.pi * cycles * (x * math.cos(theta) + y * math.sin(theta)))
+        )
+    return torch.stack(out).unsqueeze(1)
+
+
 def _ids(n: int = N) -> list[str]:
     return [f"image-{i:03d}" for i in range(n)]
 
@@ -89,6 +106,27 @@ def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path: Path) -> None
     got = (torch.rand(3), np.random.rand(3), np.random.randn())  # noqa: NPY002
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert got[2] == expected[2]
+
+
+@pytest.mark.slow
+def test_simclr_loss_drops_on_structured_images(tmp_path: Path) -> None:
+    """SimCLR learns: the last epoch's mean loss is well below the first epoch's.
+
+    32 gratings, batch 16 (2 steps an epoch), 8 epochs. The first epoch's NT-Xent is near
+    chance, ln(2 * 16 - 1) = 3.43 (3.1-3.6 over seeds 0-9); the last is 1.4-1.9. The ratio
+    last / first was 0.38-0.55 over those seeds, so 0.75 leaves a wide margin.
+    """
+    n, batch = 32, 16
+    config = dataclasses.replace(TINY, epochs=8, batch_size=batch, lr=1e-3, min_crop=0.7, seed=0)
+    losses: list[float] = []
+    options = RunOptions(checkpoint_dir=tmp_path, checkpoint_every=100, knn_every=0)
+    result = pretrain(_gratings(n), _ids(n), config, options, dist.setup("cpu"),
+                      on_metrics=lambda s, m: losses.append(m["train/loss"]))  # fmt: skip
+    steps_per_epoch = n // batch
+    assert result.steps == len(losses) == 8 * steps_per_epoch
+    first = sum(losses[:steps_per_epoch]) / steps_per_epoch
+    last = sum(losses[-steps_per_epoch:]) / steps_per_epoch
+    assert last < 0.75 * first
 
 
 @pytest.mark.slow
