@@ -10,27 +10,24 @@ through random clinical windows (lung, soft tissue, bone) as an augmentation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-from monai.transforms import (
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    LoadImaged,
+from monai.transforms.compose import Compose
+from monai.transforms.croppad.array import RandSpatialCrop
+from monai.transforms.intensity.array import (
     RandAdjustContrast,
-    RandAffine,
-    RandFlip,
     RandGaussianNoise,
     RandGaussianSmooth,
-    RandomizableTransform,
     RandScaleIntensity,
-    RandSpatialCrop,
-    Resize,
-    Resized,
     ScaleIntensityRange,
-    ScaleIntensityRanged,
-    Transform,
 )
+from monai.transforms.intensity.dictionary import ScaleIntensityRanged
+from monai.transforms.io.dictionary import LoadImaged
+from monai.transforms.spatial.array import RandAffine, RandFlip, Resize
+from monai.transforms.spatial.dictionary import Resized
+from monai.transforms.transform import MapTransform, RandomizableTransform, Transform
+from monai.transforms.utility.dictionary import EnsureChannelFirstd, EnsureTyped
 
 #: Intensity presets: name -> (a_min, a_max) mapped to [0, 1] with clipping.
 INTENSITY_WINDOWS: dict[str, tuple[float, float]] = {
@@ -107,8 +104,64 @@ class RandIntensityWindow(RandomizableTransform, Transform):
         return torch.as_tensor(window(img))
 
 
+#: One deterministic preprocessing step: a MONAI dictionary transform and its keyword
+#: arguments. The arguments are JSON values, so the same step is also bundle config.
+PreprocessStep = tuple[type[MapTransform], dict[str, Any]]
+
+
+def preprocessing_steps(image_size: int, spatial_dims: int, intensity: str) -> list[PreprocessStep]:
+    """The deterministic load-and-resize steps: the single definition of preprocessing.
+
+    Training and evaluation instantiate them (:func:`preprocess`); the exported MONAI
+    bundle writes them as config (:func:`preprocessing_config`). Steps: load the NIfTI
+    (nibabel), add a channel axis, map the intensity window of ``intensity`` to [0, 1] with
+    clipping, resize to ``image_size`` per spatial axis (anti-aliased), float32 tensor.
+
+    Args:
+        image_size: output edge length in voxels.
+        spatial_dims: 2 or 3.
+        intensity: key of :data:`INTENSITY_WINDOWS`.
+
+    Returns:
+        ``(transform class, kwargs)`` pairs, in order; kwargs hold JSON values only.
+
+    Raises:
+        ValueError: on an unknown ``intensity``, ``spatial_dims`` not 2 or 3, or
+            ``image_size < 1``.
+    """
+    if intensity not in INTENSITY_WINDOWS:
+        raise ValueError(f"intensity must be one of {sorted(INTENSITY_WINDOWS)}, got {intensity}")
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    a_min, a_max = INTENSITY_WINDOWS[intensity]
+    return [
+        (LoadImaged, {"keys": "image", "reader": "NibabelReader", "image_only": True}),
+        (EnsureChannelFirstd, {"keys": "image", "channel_dim": "no_channel"}),
+        (
+            ScaleIntensityRanged,
+            {
+                "keys": "image",
+                "a_min": a_min,
+                "a_max": a_max,
+                "b_min": 0.0,
+                "b_max": 1.0,
+                "clip": True,
+            },
+        ),
+        (
+            Resized,
+            {"keys": "image", "spatial_size": [image_size] * spatial_dims, "anti_aliasing": True},
+        ),
+        (EnsureTyped, {"keys": "image", "track_meta": False, "dtype": "float32"}),
+    ]
+
+
 def preprocess(image_size: int, spatial_dims: int, intensity: str = "xray") -> Compose:
     """Deterministic load-and-resize pipeline for ``{"image": nifti_path}`` items.
+
+    Instantiates :func:`preprocessing_steps`, the steps the exported bundle runs too.
 
     Args:
         image_size: output edge length in voxels.
@@ -118,20 +171,36 @@ def preprocess(image_size: int, spatial_dims: int, intensity: str = "xray") -> C
     Returns:
         A MONAI Compose producing ``image`` of shape ``(1, *[image_size] * spatial_dims)``.
     """
-    if intensity not in INTENSITY_WINDOWS:
-        raise ValueError(f"intensity must be one of {sorted(INTENSITY_WINDOWS)}, got {intensity}")
-    a_min, a_max = INTENSITY_WINDOWS[intensity]
-    return Compose(
-        [
-            LoadImaged(keys="image", reader="NibabelReader", image_only=True),
-            EnsureChannelFirstd(keys="image", channel_dim="no_channel"),
-            ScaleIntensityRanged(
-                keys="image", a_min=a_min, a_max=a_max, b_min=0.0, b_max=1.0, clip=True
-            ),
-            Resized(keys="image", spatial_size=[image_size] * spatial_dims, anti_aliasing=True),
-            EnsureTyped(keys="image", track_meta=False, dtype="float32"),
-        ]
-    )
+    steps = preprocessing_steps(image_size, spatial_dims, intensity)
+    return Compose([cls(**kwargs) for cls, kwargs in steps])
+
+
+def _config_target(cls: type) -> str:
+    """Config ``_target_``: a bare name for MONAI classes (found by its locator), else a path."""
+    if cls.__module__.split(".")[0] == "monai":
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def preprocessing_config(image_size: int, spatial_dims: int, intensity: str) -> dict[str, Any]:
+    """:func:`preprocessing_steps` as a MONAI bundle config component.
+
+    ``monai.bundle.ConfigParser(...).get_parsed_content`` of the result builds the same
+    Compose as :func:`preprocess`; the export stage writes it into ``inference.json``.
+
+    Args:
+        image_size: edge length in voxels.
+        spatial_dims: 2 or 3.
+        intensity: key of :data:`INTENSITY_WINDOWS`.
+
+    Returns:
+        A ``{"_target_": "Compose", "transforms": [...]}`` component.
+    """
+    steps = preprocessing_steps(image_size, spatial_dims, intensity)
+    return {
+        "_target_": "Compose",
+        "transforms": [{"_target_": _config_target(cls), **kwargs} for cls, kwargs in steps],
+    }
 
 
 def _window_and_crop(

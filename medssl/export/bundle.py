@@ -16,8 +16,10 @@ renamed, so the bundle runs with MONAI alone. Other encoders keep the medssl net
 
 Inference config (MONAI config syntax, run by ``monai.bundle.run`` or
 ``python -m monai.bundle run``): ``initialize`` loads the weights, ``run`` reads
-``@image``, applies the same preprocessing as training
-(:func:`medssl.data.transforms.preprocess`), a sigmoid, and writes ``@output``.
+``@image``, applies the preprocessing of training, a sigmoid, and writes ``@output``. The
+``preprocessing`` component is generated from the single definition of the training
+preprocessing (:func:`medssl.data.transforms.preprocessing_steps`, re-exported here as
+:func:`preprocessing_config`), never written by hand.
 
 Reference: MONAI Bundle Specification, docs.monai.io/en/stable/mb_specification.html
 (metadata.json mandatory keys and tensor format specifiers).
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 
 from medssl.data.transforms import INTENSITY_WINDOWS
+from medssl.data.transforms import preprocessing_config as preprocessing_config
 
 #: The MONAI metadata schema that MONAI >= 1.4 bundles name (``required_packages_version``).
 BUNDLE_SCHEMA_URL = (
@@ -209,50 +212,6 @@ def convert_state_dict(
     if len(out) != len(state):
         raise ValueError("state_dict keys collide after renaming for the bundle network")
     return out
-
-
-def preprocessing_config(image_size: int, spatial_dims: int, intensity: str) -> dict[str, Any]:
-    """The MONAI Compose of :func:`medssl.data.transforms.preprocess`, as bundle config.
-
-    Args:
-        image_size: edge length in voxels.
-        spatial_dims: 2 or 3.
-        intensity: key of :data:`~medssl.data.transforms.INTENSITY_WINDOWS`.
-
-    Returns:
-        A ``{"_target_": "Compose", "transforms": [...]}`` component.
-    """
-    if intensity not in INTENSITY_WINDOWS:
-        raise ValueError(f"intensity must be one of {sorted(INTENSITY_WINDOWS)}, got {intensity}")
-    a_min, a_max = INTENSITY_WINDOWS[intensity]
-    return {
-        "_target_": "Compose",
-        "transforms": [
-            {
-                "_target_": "LoadImaged",
-                "keys": "image",
-                "reader": "NibabelReader",
-                "image_only": True,
-            },
-            {"_target_": "EnsureChannelFirstd", "keys": "image", "channel_dim": "no_channel"},
-            {
-                "_target_": "ScaleIntensityRanged",
-                "keys": "image",
-                "a_min": a_min,
-                "a_max": a_max,
-                "b_min": 0.0,
-                "b_max": 1.0,
-                "clip": True,
-            },
-            {
-                "_target_": "Resized",
-                "keys": "image",
-                "spatial_size": [image_size] * spatial_dims,
-                "anti_aliasing": True,
-            },
-            {"_target_": "EnsureTyped", "keys": "image", "track_meta": False, "dtype": "float32"},
-        ],
-    }
 
 
 def inference_config(
@@ -444,7 +403,7 @@ def export_record(records: list[dict[str, Any]], arm: str) -> dict[str, Any]:
 
 def exported_network(spec: NetworkSpec) -> torch.nn.Module:
     """Instantiate ``network_def`` the way the MONAI bundle runner does."""
-    from monai.bundle import ConfigParser
+    from monai.bundle.config_parser import ConfigParser
 
     net: torch.nn.Module = ConfigParser({"net": dict(spec.config)}).get_parsed_content("net")
     return net

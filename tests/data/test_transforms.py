@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +15,8 @@ from medssl.data.transforms import (
     RandIntensityWindow,
     mae_view,
     preprocess,
+    preprocessing_config,
+    preprocessing_steps,
     ssl_views,
     windows_in_unit_range,
 )
@@ -37,6 +40,19 @@ def test_preprocess_shape_and_range(tmp_path: Path, dims: int) -> None:
 def test_preprocess_rejects_unknown_intensity() -> None:
     with pytest.raises(ValueError, match="intensity"):
         preprocess(8, 2, "ct_brain")
+
+
+def test_preprocessing_steps_are_the_one_definition() -> None:
+    """Training Compose and bundle config come from the same steps (tensors: tests/export)."""
+    steps = preprocessing_steps(8, 3, "ct_lung")
+    assert [type(t) for t in preprocess(8, 3, "ct_lung").transforms] == [c for c, _ in steps]
+    config = preprocessing_config(8, 3, "ct_lung")
+    assert json.loads(json.dumps(config)) == config
+    assert config["transforms"] == [{"_target_": c.__name__, **kw} for c, kw in steps]
+    with pytest.raises(ValueError, match="spatial_dims"):
+        preprocessing_steps(8, 4, "xray")
+    with pytest.raises(ValueError, match="image_size"):
+        preprocessing_steps(0, 2, "xray")
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -156,6 +156,97 @@ def test_bundle_layout_and_inference_match_medssl(tmp_path: Path) -> None:
     assert verdict["abnormal"] is (expected >= 0.4)
 
 
+#: Real CT and MR volumes (TotalSegmentator test files), beside the repository when present.
+VOLUMES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "volumes"
+
+
+def _bundle_preprocessing(root: Path, size: int, dims: int, intensity: str, modality: str) -> Any:
+    """Write a bundle for ``(size, dims, intensity)``; its ``preprocessing`` as MONAI parses it."""
+    from monai.bundle import ConfigParser
+
+    spec = mb.network_spec("resnet18", dims, True)
+    inference = mb.inference_config(spec, mb.preprocessing_config(size, dims, intensity), 0.5)
+    metadata = bundle_metadata(
+        _card_info(0.5), versions=package_versions(), authors="tests", copyright_="(c) tests",
+        network_data_format=mb.network_data_format(dims, size, intensity, modality),
+        packages={"nibabel": "5"},
+    )  # fmt: skip
+    mb.write_bundle(root, {}, metadata, inference, "card")
+    parser = ConfigParser()
+    parser.read_config(root / mb.INFERENCE_NAME)
+    return parser.get_parsed_content("preprocessing")
+
+
+def _assert_same_preprocessing(
+    root: Path, image: Path, size: int, dims: int, intensity: str, modality: str
+) -> torch.Tensor:
+    """Training-side :func:`preprocess` and the written bundle's give identical tensors."""
+    train = preprocess(size, dims, intensity)
+    exported = _bundle_preprocessing(root, size, dims, intensity, modality)
+    assert [type(t) for t in exported.transforms] == [type(t) for t in train.transforms]
+    a = torch.as_tensor(train({"image": str(image)})["image"])
+    b = torch.as_tensor(exported({"image": str(image)})["image"])
+    assert a.shape == (1, *[size] * dims) and a.dtype == b.dtype == torch.float32
+    assert torch.equal(a, b)
+    return a
+
+
+def _synthetic(kind: str, path: Path) -> Path:
+    """A small NIfTI: a [0, 1] radiograph, a HU CT volume or a [0, 1] MR volume.
+
+    Values reach past each preset's window, so clipping is exercised; voxels are anisotropic.
+    """
+    rng = np.random.default_rng(7)
+    if kind == "xray":
+        data = rng.uniform(-0.05, 1.05, (40, 36)).astype(np.float32)
+        affine = np.diag([0.2, 0.2, 1.0, 1.0])
+    elif kind == "ct":
+        data = rng.integers(-1024, 3071, (30, 26, 14)).astype(np.int16)
+        affine = np.diag([0.7, 0.7, 2.5, 1.0])
+    else:
+        data = rng.uniform(0.0, 1.1, (28, 24, 12)).astype(np.float32)
+        affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "dims", "intensity", "modality"),
+    [("xray", 2, "xray", "DX"), ("ct", 3, "ct_lung", "CT"), ("ct", 3, "ct_soft_tissue", "CT"),
+     ("ct", 3, "ct_full", "CT"), ("mr", 3, "mr", "MR")],
+)  # fmt: skip
+def test_bundle_preprocessing_equals_training_preprocessing(
+    tmp_path: Path, kind: str, dims: int, intensity: str, modality: str
+) -> None:
+    torch.set_num_threads(1)
+    image = _synthetic(kind, tmp_path / f"{kind}.nii.gz")
+    out = _assert_same_preprocessing(tmp_path / "bundle", image, 16, dims, intensity, modality)
+    assert 0.0 <= float(out.min()) < float(out.max()) <= 1.0
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("name", "intensity", "modality"),
+    [("example_ct.nii.gz", "ct_soft_tissue", "CT"), ("example_ct_sm.nii.gz", "ct_full", "CT"),
+     ("example_mr_sm.nii.gz", "mr", "MR")],
+)  # fmt: skip
+def test_bundle_preprocessing_equals_training_on_real_volumes(
+    tmp_path: Path, name: str, intensity: str, modality: str
+) -> None:
+    source = VOLUMES / name
+    if not source.is_file():
+        pytest.skip(f"{source} absent (real volumes live in ../shared/data/volumes)")
+    torch.set_num_threads(1)
+    image = source
+    if intensity == "mr":  # ingested MR is in [0, 1]: scale by the 99th percentile, as-is above
+        img = nib.load(source)
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+        image = tmp_path / "mr.nii.gz"
+        nib.save(nib.Nifti1Image(data / np.percentile(data, 99), img.affine), image)
+    out = _assert_same_preprocessing(tmp_path / "bundle", image, 32, 3, intensity, modality)
+    assert float(out.std()) > 0.01
+
+
 @pytest.mark.skipif(not HAS_JSONSCHEMA, reason="jsonschema not installed")
 def test_monai_verify_metadata_accepts_the_metadata(tmp_path: Path) -> None:
     from monai.bundle import verify_metadata
