@@ -17,10 +17,9 @@ from monai.bundle import ConfigParser
 
 from medssl.audit import find_run_dir, headline_records, read_record
 from medssl.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, read_manifest
-from medssl.eval.protocol import patient_level
 from medssl.params import ParamsError, get, get_positive, load_params
 from medssl.report import build
-from medssl.report.figures import Curves, curves_of
+from medssl.report.figures import arm_curves
 from medssl.report.saliency import GRADCAM_LAYERS, choose_method, saliency_maps
 
 
@@ -33,22 +32,6 @@ def run_scores(record: Mapping[str, Any], runs: Path) -> pd.DataFrame | None:
     if "mode" in scores and record.get("mode") is not None:
         scores = scores[scores["mode"] == record["mode"]]
     return scores[scores["split"] == "test"]
-
-
-def headline_curves(
-    records: list[dict[str, Any]], runs: Path, n_labels: int, seed: int, how: str
-) -> dict[str, Curves]:
-    """ROC/PR/calibration points of each arm's headline mode at one budget and seed."""
-    out = {}
-    for r in headline_records(records):
-        if r["n_labels"] != n_labels or r["seed"] != seed:
-            continue
-        scores = run_scores(r, runs)
-        if scores is None or scores["label"].nunique() < 2:
-            continue
-        per = patient_level(scores, how)
-        out[f"{r['arm']} {r.get('mode', '')}".strip()] = curves_of(per["label"], per["score"])
-    return out
 
 
 def load_display(path: str) -> np.ndarray:
@@ -152,7 +135,13 @@ def main() -> None:
         ),
         build.efficiency_section(records),
         build.curves_section(
-            headline_curves(records, args.runs, exported["n_labels"], exported["seed"], how),
+            arm_curves(
+                headline_records(records),
+                lambda r: run_scores(r, args.runs),
+                exported["n_labels"],
+                exported["seed"],
+                how,
+            ),
             f"Test split, {how} score per patient; headline modes at {exported['n_labels']} "
             f"labels, seed {exported['seed']}. Dotted: chance, prevalence, perfect calibration.",
         ),

@@ -53,6 +53,12 @@ FloatArray = NDArray[np.float64]
 MetricFn = Callable[[IntArray, FloatArray], float]
 
 MAX_CURVE_POINTS = 200
+#: The one calibration binning of medssl: this many equal-width bins on [0, 1], bin ``k``
+#: being ``((k-1)/M, k/M]`` (the first also holds 0), as ``strategy="uniform"`` of
+#: :func:`sklearn.calibration.calibration_curve`. ECE, the reliability points of the
+#: evaluate stage (``plots/calibration/*.json``) and the report's calibration panel all use
+#: it, so the ECE is the count-weighted gap of the plotted points.
+CALIBRATION_BINS = 10
 _BOOT_CELLS_PER_BATCH = 1 << 22  # bootstrap rows are drawn in batches of about this many cells
 _MAX_SKIPPED_FRACTION = 0.1  # warn when more single-class resamples than this are skipped
 
@@ -261,14 +267,16 @@ def sensitivity_specificity_at(
 
 
 def _calibration_bins(p: FloatArray, n_bins: int) -> IntArray:
-    """Equal-width bin index per probability, bins ``((k-1)/M, k/M]`` as in sklearn."""
+    """Bin index per probability, :data:`CALIBRATION_BINS`-style equal-width bins (as sklearn)."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     return np.searchsorted(edges[1:-1], p).astype(np.int64)
 
 
-def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10) -> float:
+def expected_calibration_error(
+    y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = CALIBRATION_BINS
+) -> float:
     """Expected calibration error with equal-width bins (Naeini et al. 2015; Guo et al. 2017).
 
     ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|`` over ``n_bins`` equal-width bins
@@ -313,9 +321,12 @@ def brier(y_true: ArrayLike, y_prob: ArrayLike) -> float:
 
 
 def calibration_curve_points(
-    y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10
+    y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = CALIBRATION_BINS
 ) -> list[dict[str, float]]:
-    """Reliability-diagram points for DVC plots (:func:`sklearn.calibration.calibration_curve`).
+    """Reliability-diagram points (:func:`sklearn.calibration.calibration_curve`, uniform).
+
+    The only calibration curve of medssl: the evaluate stage's plot files and the report's
+    calibration panel both come from it (binning: :data:`CALIBRATION_BINS`).
 
     Args:
         y_true: Labels in {0, 1}, shape ``(n,)``.
@@ -339,22 +350,26 @@ def calibration_curve_points(
 # --------------------------------------------------------------------------- curves
 
 
-def _thin(n: int, max_points: int) -> IntArray:
-    """Indices of at most ``max_points`` evenly spaced points in ``range(n)``, ends kept."""
-    if n <= max_points:
+def _thin(n: int, max_points: int | None) -> IntArray:
+    """Indices of at most ``max_points`` evenly spaced points in ``range(n)``, ends kept.
+
+    ``None`` keeps every point.
+    """
+    if max_points is None or n <= max_points:
         return np.arange(n, dtype=np.int64)
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
 
 
 def roc_points(
-    y_true: ArrayLike, y_score: ArrayLike, max_points: int = MAX_CURVE_POINTS
+    y_true: ArrayLike, y_score: ArrayLike, max_points: int | None = MAX_CURVE_POINTS
 ) -> list[dict[str, float]]:
     """ROC curve points for DVC plots (:func:`sklearn.metrics.roc_curve`).
 
     Args:
         y_true: Labels in {0, 1}, shape ``(n,)``, both classes present.
         y_score: Scores, shape ``(n,)``.
-        max_points: Thin the curve to at most this many points (first and last kept).
+        max_points: Thin the curve to at most this many points (first and last kept);
+            ``None`` keeps every point.
 
     Returns:
         Dicts with ``fpr``, ``tpr`` and ``threshold``. sklearn's leading ``inf`` threshold
@@ -370,14 +385,15 @@ def roc_points(
 
 
 def pr_points(
-    y_true: ArrayLike, y_score: ArrayLike, max_points: int = MAX_CURVE_POINTS
+    y_true: ArrayLike, y_score: ArrayLike, max_points: int | None = MAX_CURVE_POINTS
 ) -> list[dict[str, float]]:
     """Precision-recall curve points for DVC plots (:func:`sklearn.metrics.precision_recall_curve`).
 
     Args:
         y_true: Labels in {0, 1}, shape ``(n,)``, both classes present.
         y_score: Scores, shape ``(n,)``.
-        max_points: Thin the curve to at most this many points (first and last kept).
+        max_points: Thin the curve to at most this many points (first and last kept);
+            ``None`` keeps every point.
 
     Returns:
         Dicts with ``recall`` and ``precision``, recall decreasing to the (0, 1) end point.
@@ -388,6 +404,27 @@ def pr_points(
         {"recall": float(recall[i]), "precision": float(precision[i])}
         for i in _thin(len(recall), max_points)
     ]
+
+
+def curve_points(
+    y_true: ArrayLike, y_score: ArrayLike, max_points: int | None = MAX_CURVE_POINTS
+) -> dict[str, list[dict[str, float]]]:
+    """ROC, precision-recall and reliability points of one set of scores.
+
+    Args:
+        y_true: Labels in {0, 1}, shape ``(n,)``, both classes present.
+        y_score: Probabilities of class 1 in [0, 1], shape ``(n,)``.
+        max_points: Thinning of the ROC and PR curves (``None``: every point).
+
+    Returns:
+        ``{"roc": roc_points, "pr": pr_points, "calibration": calibration_curve_points}``
+        (:func:`roc_points`, :func:`pr_points`, :func:`calibration_curve_points`).
+    """
+    return {
+        "roc": roc_points(y_true, y_score, max_points),
+        "pr": pr_points(y_true, y_score, max_points),
+        "calibration": calibration_curve_points(y_true, y_score),
+    }
 
 
 # --------------------------------------------------------------------------- DeLong

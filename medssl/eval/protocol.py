@@ -20,14 +20,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from medssl.eval.metrics import (
+    MAX_CURVE_POINTS,
     aggregate_by_patient,
     auroc,
     binary_report,
-    calibration_curve_points,
+    curve_points,
     delong_pvalue,
     paired_bootstrap_pvalue,
-    pr_points,
-    roc_points,
 )
 
 AGGREGATIONS = ("none", "max", "mean")
@@ -271,24 +270,27 @@ def _rank(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (row["n_labels"], order.get(arm, 9), arm, str(row["mode"]), row.get("seed", -1))
 
 
-def headline_curves(scores: pd.DataFrame, how: str) -> dict[str, list[dict[str, float]]]:
-    """ROC, PR and reliability points of one mode on the test split (for DVC plots).
+def headline_curves(
+    scores: pd.DataFrame, how: str, max_points: int | None = MAX_CURVE_POINTS
+) -> dict[str, list[dict[str, float]]]:
+    """ROC, PR and reliability points of one mode on the test split, one case per patient.
+
+    The one source of these curves: the evaluate stage writes them as DVC plots
+    (``plots/{roc,pr,calibration}/{arm}.json``) and the report draws them
+    (:func:`medssl.report.figures.arm_curves`).
 
     Args:
         scores: one mode's ``patient_key, split, label, score``.
         how: patient aggregation.
+        max_points: ROC and PR thinning (``None``: every point, as the report draws them).
 
     Returns:
         ``{"roc": [{fpr, tpr, threshold}], "pr": [{recall, precision}],
-        "calibration": [{prob_pred, prob_true, count}]}``.
+        "calibration": [{prob_pred, prob_true, count}]}``
+        (:func:`~medssl.eval.metrics.curve_points`).
     """
     test = split_level(scores, "test", how)
-    y, s = test["label"], test["score"]
-    return {
-        "roc": roc_points(y, s),
-        "pr": pr_points(y, s),
-        "calibration": calibration_curve_points(y, s),
-    }
+    return curve_points(test["label"], test["score"], max_points)
 
 
 def label_efficiency_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

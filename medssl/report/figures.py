@@ -2,14 +2,17 @@
 
 PNGs are written without the ``Software`` text chunk and without timestamps, so the same
 inputs give the same bytes (the report is a DVC output and must be reproducible).
-ROC, precision-recall and reliability curves follow :mod:`sklearn.metrics` and
-:func:`sklearn.calibration.calibration_curve` (Niculescu-Mizil & Caruana, ICML 2005).
+ROC, precision-recall and reliability curves are the evaluate stage's
+(:func:`medssl.eval.protocol.headline_curves`, :func:`medssl.eval.metrics.curve_points`):
+:mod:`sklearn.metrics` curves and one reliability binning,
+:data:`~medssl.eval.metrics.CALIBRATION_BINS` equal-width bins
+(:func:`sklearn.calibration.calibration_curve`; Niculescu-Mizil & Caruana, ICML 2005).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +21,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
+from sklearn.metrics import auc  # noqa: E402
 
+from medssl.eval.metrics import curve_points  # noqa: E402
 from medssl.eval.plots import ARM_COLOURS, label_efficiency_plot  # noqa: E402
+from medssl.eval.protocol import headline_curves  # noqa: E402
 
 DPI = 100
 
@@ -107,35 +112,93 @@ class Curves:
     prevalence: float
 
 
-def curves_of(labels: NDArray[Any], scores: NDArray[Any], n_bins: int = 5) -> Curves:
-    """ROC, PR and reliability points.
+#: Curve points as :func:`medssl.eval.metrics.curve_points` gives them.
+CurvePoints = Mapping[str, Sequence[Mapping[str, float]]]
+
+
+def curves_from_points(points: CurvePoints) -> Curves:
+    """Drawable arrays from ``{"roc", "pr", "calibration"}`` points.
 
     Args:
-        labels: ``(n,)`` in {0, 1}, both classes present.
-        scores: ``(n,)`` probabilities of the abnormal class.
-        n_bins: reliability bins (quantile strategy).
+        points: from :func:`medssl.eval.protocol.headline_curves` or
+            :func:`medssl.eval.metrics.curve_points`; unthinned (``max_points=None``) for an
+            exact AUROC.
 
     Returns:
-        The curves.
+        The curves; ``auroc`` is the trapezoidal area under the ROC points (equal to
+        :func:`sklearn.metrics.roc_auc_score` for unthinned points), ``prevalence`` the
+        count-weighted observed fraction of the reliability bins (exact).
     """
-    y = np.asarray(labels, dtype=np.int64)
-    s = np.asarray(scores, dtype=np.float64)
-    if len(np.unique(y)) != 2:
-        raise ValueError("curves need both classes among the labels")
-    fpr, tpr, _ = roc_curve(y, s)
-    precision, recall, _ = precision_recall_curve(y, s)
-    bins = max(1, min(n_bins, len(y) // 2))
-    prob_true, prob_pred = calibration_curve(y, np.clip(s, 0, 1), n_bins=bins, strategy="quantile")
+
+    def column(kind: str, key: str) -> NDArray[np.float64]:
+        return np.array([float(p[key]) for p in points[kind]], dtype=np.float64)
+
+    fpr, tpr = column("roc", "fpr"), column("roc", "tpr")
+    counts = column("calibration", "count")
+    prob_true = column("calibration", "prob_true")
     return Curves(
         fpr,
         tpr,
-        recall,
-        precision,
-        prob_pred,
+        column("pr", "recall"),
+        column("pr", "precision"),
+        column("calibration", "prob_pred"),
         prob_true,
-        float(roc_auc_score(y, s)),
-        float(y.mean()),
+        float(auc(fpr, tpr)),
+        float((counts * prob_true).sum() / counts.sum()),
     )
+
+
+def curves_of(labels: NDArray[Any], scores: NDArray[Any]) -> Curves:
+    """ROC, PR and reliability curves of labels and probabilities (every ROC/PR point).
+
+    Args:
+        labels: ``(n,)`` in {0, 1}, both classes present.
+        scores: ``(n,)`` probabilities of the abnormal class, in [0, 1].
+
+    Returns:
+        The curves (:func:`curves_from_points` of :func:`medssl.eval.metrics.curve_points`).
+
+    Raises:
+        ValueError: with a single class, or scores outside [0, 1].
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    if len(np.unique(y)) != 2:
+        raise ValueError("curves need both classes among the labels")
+    return curves_from_points(curve_points(y, np.asarray(scores, dtype=np.float64), None))
+
+
+def arm_curves(
+    records: Iterable[Mapping[str, Any]],
+    scores_of: Callable[[Mapping[str, Any]], pd.DataFrame | None],
+    n_labels: int,
+    seed: int,
+    how: str,
+) -> dict[str, Curves]:
+    """The curves of each record at one budget and seed, as the evaluate stage computes them.
+
+    Args:
+        records: metrics records (``arm``, ``mode``, ``n_labels``, ``seed``), e.g. the
+            headline ones (:func:`medssl.audit.headline_records`).
+        scores_of: a record's test scores (``patient_key, split, label, score``), or
+            ``None`` when its run is missing; records without both classes are left out.
+        n_labels: the budget.
+        seed: the seed.
+        how: patient aggregation (``evaluate.patient_aggregation``).
+
+    Returns:
+        ``"{arm} {mode}"`` -> :func:`curves_from_points` of
+        :func:`medssl.eval.protocol.headline_curves` (unthinned).
+    """
+    out = {}
+    for r in records:
+        if r["n_labels"] != n_labels or r["seed"] != seed:
+            continue
+        scores = scores_of(r)
+        if scores is None or scores["label"].nunique() < 2:
+            continue
+        points = headline_curves(scores, how, max_points=None)
+        out[f"{r['arm']} {r.get('mode', '')}".strip()] = curves_from_points(points)
+    return out
 
 
 def curves_png(curves: Mapping[str, Curves]) -> bytes:

@@ -13,12 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medssl.eval.metrics import aggregate_by_patient, delong_pvalue, paired_bootstrap_pvalue
+from medssl.eval.metrics import (
+    CALIBRATION_BINS,
+    aggregate_by_patient,
+    calibration_curve_points,
+    delong_pvalue,
+    paired_bootstrap_pvalue,
+    pr_points,
+    roc_points,
+)
 from medssl.eval.plots import label_efficiency_figure
 from medssl.eval.protocol import (
     RECORD_KEYS,
     compare_modes,
     evaluate_runs,
+    headline_curves,
     label_efficiency_table,
     markdown_table,
     patient_level,
@@ -178,6 +187,26 @@ def test_patient_level_keeps_or_collapses() -> None:
     assert patient_level(frame, "mean")["score"].tolist() == pytest.approx([0.5, 0.2])
     with pytest.raises(ValueError, match="aggregation"):
         patient_level(frame, "median")
+
+
+def test_headline_curves_keep_the_plot_file_format() -> None:
+    """``plots/{roc,pr,calibration}/*.json``: same keys, thinning and uniform binning."""
+    scores = scores_frame({"full": 2.0}, seed=0)
+    points = headline_curves(scores, "max")
+    test = patient_level(scores[scores["split"] == "test"], "max")
+    y, s = test["label"], test["score"]
+    assert points == {
+        "roc": roc_points(y, s),
+        "pr": pr_points(y, s),
+        "calibration": calibration_curve_points(y, s, n_bins=CALIBRATION_BINS),
+    }
+    assert set(points["roc"][0]) == {"fpr", "tpr", "threshold"}
+    assert set(points["pr"][0]) == {"recall", "precision"}
+    assert all(set(p) == {"prob_pred", "prob_true", "count"} for p in points["calibration"])
+    assert sum(p["count"] for p in points["calibration"]) == len(test) == 40
+    assert len(points["calibration"]) <= CALIBRATION_BINS == 10
+    every = headline_curves(scores, "max", max_points=None)
+    assert len(every["roc"]) >= len(points["roc"]) and every["calibration"] == points["calibration"]
 
 
 def test_tables_and_figure(tmp_path: Path) -> None:

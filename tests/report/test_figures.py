@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.metrics import auc, roc_auc_score, roc_curve
 
+from medssl.eval.metrics import calibration_curve_points, expected_calibration_error
+from medssl.eval.protocol import headline_curves, patient_level
 from medssl.report import figures
 
 
@@ -37,6 +41,36 @@ def test_curves_match_sklearn() -> None:
     assert np.all((c.prob_true >= 0) & (c.prob_true <= 1))
     with pytest.raises(ValueError, match="both classes"):
         figures.curves_of(np.ones(4), np.ones(4))
+
+
+def test_report_draws_the_evaluate_stage_curves() -> None:
+    """One source of curves (protocol.headline_curves) and one calibration binning."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {"patient_key": [f"p{i // 2:02d}" for i in range(80)], "split": "test",
+         "label": [(i // 2) % 2 for i in range(80)]}
+    )  # fmt: skip
+    scores = frame.assign(score=np.clip(0.3 * frame["label"] + 0.7 * rng.random(80), 0, 1))
+    records: list[dict[str, Any]] = [
+        {"arm": "ssl", "mode": "full", "n_labels": 8, "seed": 0},
+        {"arm": "scratch", "mode": "full", "n_labels": 8, "seed": 0},  # run missing
+        {"arm": "pixels", "mode": "knn", "n_labels": 8, "seed": 0},  # one class only
+        {"arm": "ssl", "mode": "full", "n_labels": 16, "seed": 0},  # other budget
+    ]
+    by_arm = {"ssl": scores, "pixels": scores.assign(label=0)}
+    got = figures.arm_curves(records, lambda r: by_arm.get(r["arm"]), 8, 0, "max")
+    assert list(got) == ["ssl full"]
+    c, per = got["ssl full"], patient_level(scores, "max")
+    cal = calibration_curve_points(per["label"], per["score"])
+    assert headline_curves(scores, "max")["calibration"] == cal  # the evaluate plot file
+    assert c.prob_pred.tolist() == [p["prob_pred"] for p in cal]
+    assert c.prob_true.tolist() == [p["prob_true"] for p in cal]
+    gap = sum(p["count"] * abs(p["prob_true"] - p["prob_pred"]) for p in cal) / len(per)
+    assert gap == pytest.approx(expected_calibration_error(per["label"], per["score"]))
+    fpr, tpr, _ = roc_curve(per["label"], per["score"])
+    assert np.allclose(c.fpr, fpr) and np.allclose(c.tpr, tpr)
+    assert c.auroc == pytest.approx(roc_auc_score(per["label"], per["score"]))
+    assert c.prevalence == pytest.approx(per["label"].mean())
 
 
 def test_pngs_are_valid_and_reproducible() -> None:
