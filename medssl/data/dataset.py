@@ -73,7 +73,7 @@ def apply_views(transform: Callable[[Any], Any], images: Sequence[torch.Tensor])
         set_track_meta(tracking)
 
 
-class DiskCachedImages(TorchDataset):
+class DiskCachedImages(TorchDataset[torch.Tensor]):
     """Preprocessed images cached on disk by MONAI's PersistentDataset, shared by processes.
 
     For data sets larger than memory and for several ranks on one machine: each image is
@@ -126,7 +126,7 @@ def view_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
-class ViewDataset(TorchDataset):
+class ViewDataset(TorchDataset[torch.Tensor]):
     """Random views of cached images, keyed by ``(epoch, index)``.
 
     Args:
@@ -138,7 +138,7 @@ class ViewDataset(TorchDataset):
 
     def __init__(
         self,
-        images: torch.Tensor | TorchDataset,
+        images: torch.Tensor | TorchDataset[torch.Tensor],
         views: Compose,
         n_views: int,
         seed: int,

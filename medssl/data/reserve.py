@@ -56,7 +56,7 @@ def hash_unit(pseudo: Pseudonymizer, seed: int, patient_key: str) -> float:
         The patient's position in [0, 1).
     """
     digest = pseudo.key("reserve", f"{seed}:{patient_key}").rsplit("-", 1)[1]
-    return int(digest, 16) / 16 ** len(digest)
+    return float(int(digest, 16) / 16 ** len(digest))
 
 
 def hashed_reserve(

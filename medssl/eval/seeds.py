@@ -42,7 +42,8 @@ SEED_SUMMARY_KEYS = (
 def _finite_values(group: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     values = [r.get(key) for r in group]
     out = np.array([v for v in values if v is not None], dtype=float)
-    return out[np.isfinite(out)]
+    finite: np.ndarray = out[np.isfinite(out)]
+    return finite
 
 
 def _mean(values: np.ndarray) -> float | None:

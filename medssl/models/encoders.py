@@ -43,7 +43,8 @@ class _DenseFeatures(nn.Module):
         self.head = nn.Sequential(nn.ReLU(), pool, nn.Flatten())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # (B, 1024)
+        out: torch.Tensor = self.head(self.features(x))  # (B, 1024)
+        return out
 
 
 def _densenet121(spatial_dims: int, in_channels: int, small_input: bool) -> tuple[nn.Module, int]:
@@ -140,7 +141,7 @@ class ViTEncoder(nn.Module):
         tokens = self.patch_embedding.patch_embeddings(x).flatten(2).transpose(1, 2)  # (B, L, D)
         tokens = tokens + self._positions(tuple(grid), tokens)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
-        out = self.blocks(torch.cat([cls, tokens], dim=1))  # (B, 1 + L, D)
+        out: torch.Tensor = self.blocks(torch.cat([cls, tokens], dim=1))  # (B, 1 + L, D)
         return out[:, 1:].mean(dim=1)
 
 

@@ -41,7 +41,8 @@ class LogitColumn(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).reshape(x.shape[0], -1)
+        out: torch.Tensor = self.net(x)
+        return out.reshape(x.shape[0], -1)
 
 
 def layer_resolution(net: nn.Module, layer: str, input_shape: tuple[int, ...]) -> int:

@@ -42,7 +42,8 @@ class Classifier(nn.Module):
         self.head = nn.Linear(feature_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x)).squeeze(1)
+        logits: torch.Tensor = self.head(self.encoder(x))
+        return logits.squeeze(1)
 
 
 def build_classifier(
