@@ -15,39 +15,21 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medssl.params import DataParams, IngestParams
 
 
 def _ingest(args: argparse.Namespace) -> int:
     from medssl.burned_in.ocr import OcrUnavailable
-    from medssl.ingest import IngestOptions, ingest, invariant_line
+    from medssl.ingest import ingest, ingest_options, invariant_line
     from medssl.io.pseudonym import DeidError, secret_from_env
-    from medssl.io.sidecar import SidecarSpec
 
     try:
-        columns = dict(c.split("=", 1) for c in args.sidecar_column)
-        options = IngestOptions(
-            workers=args.workers,
-            engine=args.engine,
-            dask_address=args.dask_address,
-            drop_flags=tuple(f for f in args.drop_flags.split(",") if f),
-            drop_action=args.drop_action,
-            quarantine_burned_in=not args.keep_burned_in,
-            burned_in_text=args.burned_in_text,
-            canonical=not args.no_canonical,
-            spacing_2d=tuple(args.spacing_2d) if args.spacing_2d else None,
-            spacing_3d=tuple(args.spacing_3d) if args.spacing_3d else None,
-            size_2d=tuple(args.size_2d) if args.size_2d else None,
-            size_3d=tuple(args.size_3d) if args.size_3d else None,
-            compress=not args.no_compress,
-            cache_dir=args.cache_dir,
-            sidecar=SidecarSpec(str(args.sidecar), args.sidecar_match, columns)
-            if args.sidecar
-            else None,
-            reid_table=args.reid_table,
-            parquet=args.parquet,
-            timeout_s=args.timeout if args.timeout and args.timeout > 0 else None,
-        )
-        secret = secret_from_env(demo=args.demo)
+        ingest_params, data = _ingest_params(args)
+        options = ingest_options(ingest_params, data)
+        secret = secret_from_env(demo=data.demo_mode)
         summary = ingest(args.sources, args.out, secret=secret, options=options)
     except (DeidError, FileNotFoundError, ValueError, OcrUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -57,10 +39,48 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_params(args: argparse.Namespace) -> tuple[IngestParams, DataParams]:
+    """The ``ingest`` and ``data`` params models the stage reads, from the flags."""
+    from medssl.params import DataParams, IngestParams, validate
+
+    def text(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    sidecar = None
+    if args.sidecar:
+        columns = dict(c.split("=", 1) for c in args.sidecar_column)
+        sidecar = {"path": str(args.sidecar), "match": args.sidecar_match, "columns": columns}
+    flags = {
+        "workers": args.workers,
+        "engine": args.engine,
+        "dask_address": args.dask_address,
+        "cache_dir": text(args.cache_dir),
+        "drop_flags": [f for f in args.drop_flags.split(",") if f],
+        "drop_action": args.drop_action,
+        "quarantine_burned_in": not args.keep_burned_in,
+        "burned_in_text": args.burned_in_text,
+        "canonical": not args.no_canonical,
+        "resample": {
+            k: getattr(args, k) for k in ("spacing_2d", "spacing_3d", "size_2d", "size_3d")
+        },
+        "compress": not args.no_compress,
+        "parquet": args.parquet,
+        "timeout_s": args.timeout if args.timeout and args.timeout > 0 else None,
+        "reid_table": text(args.reid_table),
+    }
+    where = "medssl ingest"
+    data = {"sources": [str(s) for s in args.sources], "demo_mode": args.demo, "sidecar": sidecar}
+    return (
+        validate(IngestParams, flags, where, ("ingest",)),
+        validate(DataParams, data, where, ("data",)),
+    )
+
+
 def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from medssl.burned_in import POLICIES
-    from medssl.ingest import IngestOptions
+    from medssl.params import IngestParams
 
+    defaults = IngestParams(workers=1)
     ing = sub.add_parser("ingest", help="DICOM/NIfTI/PNG folders -> NIfTI + manifest")
     ing.add_argument("sources", nargs="+", type=Path, help="folders or files to ingest")
     ing.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
@@ -79,7 +99,7 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     ing.add_argument(
         "--drop-flags",
-        default=",".join(IngestOptions.drop_flags),
+        default=",".join(defaults.drop_flags),
         help="comma-separated QC flags to drop ('' none)",
     )
     ing.add_argument("--drop-action", choices=["skip", "quarantine"], default="skip")
@@ -87,7 +107,7 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ing.add_argument(
         "--burned-in-text",
         choices=list(POLICIES),
-        default=IngestOptions.burned_in_text,
+        default=defaults.burned_in_text,
         help="identity-like text in the pixels of 2D images (default: quarantine)",
     )
     ing.add_argument("--no-canonical", action="store_true", help="keep DICOM voxel axes")
@@ -100,7 +120,7 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ing.add_argument(
         "--timeout",
         type=float,
-        default=IngestOptions.timeout_s,
+        default=defaults.timeout_s,
         metavar="S",
         help="stop a worker stuck on one file or series after S seconds (0: never)",
     )
@@ -171,19 +191,27 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
-    from medssl.sources.pull import pull_from
-    from medssl.sources.spec import PullError, parse_query
+    from medssl.io.pseudonym import DeidError
+    from medssl.params import ParamsError, PullParams, validate
+    from medssl.sources.pull import pull_configured
+    from medssl.sources.spec import PullError
 
+    flags = {
+        "enabled": True,
+        "source": args.source,
+        "aet": args.aet,
+        "study_date": args.study_date,
+        "modalities": args.modality,
+        "limit": args.limit,
+        "timeout_s": args.timeout,
+    }
     try:
-        query = parse_query(args.study_date, args.modality, args.limit)
-        pseudo = Pseudonymizer(secret_from_env(demo=args.demo))
-        done = pull_from(
-            args.source, args.out, query, pseudo, calling_aet=args.aet, repo=Path.cwd(),
-            timeout=args.timeout,
-        )  # fmt: skip
-    except (PullError, DeidError) as exc:
+        params = validate(PullParams, flags, "medssl pull", ("pull",))
+        done = pull_configured(params, args.out, demo=args.demo, repo=Path.cwd())
+    except (PullError, DeidError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if done is None:  # not reached: the flags enable the pull
         return 1
     print(
         f"pulled {done.fetched} new instance(s) ({done.bytes} bytes) of {done.instances} in "

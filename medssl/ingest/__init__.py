@@ -71,7 +71,7 @@ from medssl.ingest.discovery import (
     key_text,
 )
 from medssl.ingest.files import IN_MEMORY_BYTES, process_file, sha256_file
-from medssl.ingest.options import IngestOptions, options_from_params, sidecar_from_params
+from medssl.ingest.options import IngestOptions, ingest_options, options_from_params, sidecar_spec
 from medssl.ingest.reid import REID_COLUMNS, check_reid_path, repo_roots
 from medssl.ingest.run import ingest
 from medssl.ingest.series import SCRATCH_DIR, drop_duplicates, group_units
@@ -99,6 +99,7 @@ __all__ = [
     "drop_duplicates",
     "group_units",
     "ingest",
+    "ingest_options",
     "invariant_line",
     "key_text",
     "options_from_params",
@@ -107,7 +108,7 @@ __all__ = [
     "run_unit",
     "sanitize",
     "sha256_file",
-    "sidecar_from_params",
+    "sidecar_spec",
     "stable_summary",
     "unit_key",
 ]

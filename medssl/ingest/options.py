@@ -1,8 +1,10 @@
-"""Ingestion settings: :class:`IngestOptions` and how they are read from ``params.yaml``.
+"""Ingestion settings: :class:`IngestOptions`, built from the typed ``ingest`` params.
 
-:func:`options_from_params` reads the ``ingest`` section (and ``data.sidecar``, through
-:func:`sidecar_from_params`); keys that are absent or null take the defaults of
-:class:`IngestOptions`, whose constructor checks every value and names the offending key.
+:func:`ingest_options` turns the ``ingest`` and ``data`` models
+(:class:`medssl.params.IngestParams`, :class:`medssl.params.DataParams`), which type every
+key, into options whose constructor checks the rules that span keys and names the
+offending one. The stage and ``medssl ingest`` both build those models, so the settings
+are read one way only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from medssl.burned_in import POLICIES
 from medssl.ingest.codes import DROP_ACTIONS, QC_FLAGS
 from medssl.io.sidecar import SidecarSpec
+from medssl.params import DataParams, IngestParams, SidecarParams, section
 
 
 @dataclass(frozen=True)
@@ -107,104 +110,57 @@ class IngestOptions:
         return out
 
 
-def options_from_params(params: Mapping[str, Any]) -> IngestOptions:
-    """Build :class:`IngestOptions` from the ``data`` and ``ingest`` sections of params.
-
-    Only ``ingest.workers`` is required; other keys take the defaults of
-    :class:`IngestOptions` when absent or null.
+def ingest_options(ingest: IngestParams, data: DataParams | None = None) -> IngestOptions:
+    """:class:`IngestOptions` from the ``ingest`` section (and ``data.sidecar``).
 
     Args:
-        params: the parsed ``params.yaml``.
+        ingest: the typed ``ingest`` section.
+        data: the typed ``data`` section (its sidecar), or None for no sidecar.
 
     Returns:
         The checked options.
 
     Raises:
-        medssl.params.ParamsError: naming a key of the wrong type.
+        ValueError: inconsistent values, naming the key (see :class:`IngestOptions`).
+    """
+    r = ingest.resample
+    return IngestOptions(
+        workers=ingest.workers,
+        engine=ingest.engine,
+        dask_address=ingest.dask_address,
+        drop_flags=tuple(ingest.drop_flags),
+        drop_action=ingest.drop_action,
+        quarantine_burned_in=ingest.quarantine_burned_in,
+        burned_in_text=ingest.burned_in_text,
+        canonical=ingest.canonical,
+        spacing_2d=None if r.spacing_2d is None else tuple(r.spacing_2d),
+        spacing_3d=None if r.spacing_3d is None else tuple(r.spacing_3d),
+        size_2d=None if r.size_2d is None else tuple(r.size_2d),
+        size_3d=None if r.size_3d is None else tuple(r.size_3d),
+        compress=ingest.compress,
+        max_voxels=ingest.max_voxels,
+        cache_dir=Path(ingest.cache_dir) if ingest.cache_dir else None,
+        sidecar=sidecar_spec(data.sidecar if data is not None else None),
+        reid_table=Path(ingest.reid_table) if ingest.reid_table else None,
+        parquet=ingest.parquet,
+        timeout_s=ingest.timeout_s,
+    )
+
+
+def sidecar_spec(sidecar: SidecarParams | None) -> SidecarSpec | None:
+    """``data.sidecar`` as the reader's spec (None: no sidecar)."""
+    if sidecar is None:
+        return None
+    return SidecarSpec(sidecar.path, match=sidecar.match, columns=dict(sidecar.columns))
+
+
+def options_from_params(params: Mapping[str, Any]) -> IngestOptions:
+    """:func:`ingest_options` from a parsed params mapping (its ``ingest`` and ``data``).
+
+    Raises:
+        medssl.params.ParamsError: naming a missing, unknown or mistyped key.
         ValueError: inconsistent values (see :class:`IngestOptions`).
     """
-    from medssl.params import get_positive
-
-    d = IngestOptions()
-    cache = _optional(params, "ingest.cache_dir", str, None)
-    reid = _optional(params, "ingest.reid_table", str, None)
-    return IngestOptions(
-        workers=get_positive(params, "ingest.workers", int),
-        engine=_optional(params, "ingest.engine", str, d.engine),
-        dask_address=_optional(params, "ingest.dask_address", str, None),
-        drop_flags=tuple(
-            str(f) for f in _optional(params, "ingest.drop_flags", list, list(d.drop_flags))
-        ),
-        drop_action=_optional(params, "ingest.drop_action", str, d.drop_action),
-        quarantine_burned_in=_optional(params, "ingest.quarantine_burned_in", bool, True),
-        burned_in_text=_optional(params, "ingest.burned_in_text", str, d.burned_in_text),
-        canonical=_optional(params, "ingest.canonical", bool, d.canonical),
-        spacing_2d=_target(params, "ingest.resample.spacing_2d", float),
-        spacing_3d=_target(params, "ingest.resample.spacing_3d", float),
-        size_2d=_target(params, "ingest.resample.size_2d", int),
-        size_3d=_target(params, "ingest.resample.size_3d", int),
-        compress=_optional(params, "ingest.compress", bool, d.compress),
-        max_voxels=_optional(params, "ingest.max_voxels", int, d.max_voxels),
-        cache_dir=Path(cache) if cache else None,
-        sidecar=sidecar_from_params(params),
-        reid_table=Path(reid) if reid else None,
-        parquet=_optional(params, "ingest.parquet", bool, d.parquet),
-        timeout_s=_timeout(params),
+    return ingest_options(
+        section(params, "ingest", IngestParams), section(params, "data", DataParams)
     )
-
-
-def sidecar_from_params(params: Mapping[str, Any]) -> SidecarSpec | None:
-    """``data.sidecar`` (null, a path, or ``{path, match, columns}``) as a spec.
-
-    Args:
-        params: the parsed ``params.yaml``.
-
-    Returns:
-        The sidecar spec, or None when there is no sidecar.
-    """
-    node = (
-        params.get("data", {}).get("sidecar") if isinstance(params.get("data"), Mapping) else None
-    )
-    if node is None:
-        return None
-    if isinstance(node, str):
-        return SidecarSpec(node)
-    from medssl.params import get
-
-    columns = _optional(params, "data.sidecar.columns", dict, {})
-    return SidecarSpec(
-        get(params, "data.sidecar.path", str),
-        match=_optional(params, "data.sidecar.match", str, "path"),
-        columns={str(k): str(v) for k, v in columns.items()},
-    )
-
-
-def _optional(
-    params: Mapping[str, Any], dotted: str, kind: type | tuple[type, ...], default: Any
-) -> Any:
-    """The value at ``dotted`` checked against ``kind``, or ``default`` when absent or null."""
-    from medssl.params import get
-
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    if node is None:
-        return default
-    return get(params, dotted, kind)
-
-
-def _target(params: Mapping[str, Any], dotted: str, kind: type) -> tuple[Any, ...] | None:
-    """A resampling target (a list of numbers) as a tuple of ``kind``, or None."""
-    value = _optional(params, dotted, list, None)
-    return None if value is None else tuple(kind(v) for v in value)
-
-
-def _timeout(params: Mapping[str, Any]) -> float | None:
-    """``ingest.timeout_s``: absent means the default, null means no limit."""
-    section = params.get("ingest") or {}
-    if "timeout_s" in section and section["timeout_s"] is None:
-        return None
-    value: float | None = _optional(params, "ingest.timeout_s", float, IngestOptions().timeout_s)
-    return value

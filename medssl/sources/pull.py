@@ -20,8 +20,9 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from medssl.io.pseudonym import Pseudonymizer
-from medssl.sources.spec import Query, credentials_from_env, parse_source
+from medssl.io.pseudonym import Pseudonymizer, secret_from_env
+from medssl.params import PullParams
+from medssl.sources.spec import PullError, Query, credentials_from_env, parse_query, parse_source
 
 LEDGER_NAME = "pulled.csv"
 #: Instances asked for in one retrieve (one C-GET with a UID list; one WADO-RS call each).
@@ -221,3 +222,32 @@ def pull_from(
         return pull(client, query, out, pseudo, log=log)
     finally:
         client.close()
+
+
+def pull_configured(
+    params: PullParams, out: Path, *, demo: bool, repo: Path | None = None
+) -> PullSummary | None:
+    """The ``pull`` params section at work: pull when enabled, else only an empty ledger.
+
+    Args:
+        params: the typed ``pull`` section.
+        out: destination folder (created either way, so that ingestion finds it).
+        demo: ``data.demo_mode`` (the demo secret; otherwise ``$MEDSSL_DEID_SECRET``).
+        repo: the repository root (a credentials file inside it is refused).
+
+    Returns:
+        What was pulled, or None when ``pull.enabled`` is false.
+
+    Raises:
+        PullError: see :func:`pull_from`; also a missing ``pull.source``.
+        medssl.io.pseudonym.DeidError: no secret outside demo mode.
+    """
+    if not params.enabled:
+        Ledger(out)
+        return None
+    if not params.source:
+        raise PullError("params.yaml: pull.source: is needed when pull.enabled is true")
+    query = parse_query(params.study_date, params.modalities, params.limit)
+    pseudo = Pseudonymizer(secret_from_env(demo=demo))
+    return pull_from(params.source, out, query, pseudo, calling_aet=params.aet, repo=repo,
+                     timeout=params.timeout_s)  # fmt: skip

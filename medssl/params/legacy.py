@@ -1,7 +1,7 @@
-"""Typed access to ``params.yaml`` with errors that name the offending key.
+"""Untyped look-ups in a params mapping, for the stage scripts not yet on :class:`Params`.
 
-Stage scripts in ``pipelines/`` read their own section with :func:`load_params` and pass
-plain values down into the library; nothing below the entry point sees a config object.
+Kept only until ``pipelines/pretrain.py`` reads the typed models (see
+:mod:`medssl.params.load`); new code uses :func:`medssl.params.read_params`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from medssl.params.base import ParamsError
+
 T = TypeVar("T")
-
-
-class ParamsError(ValueError):
-    """A missing or malformed value in ``params.yaml``."""
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
