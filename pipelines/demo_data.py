@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from medssl.demo import write_demo_dataset
-from medssl.params import get, load_params
+from medssl.params import Params
+from medssl.stage import run_stage
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--labels", type=Path, required=True, help="label CSV to write")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args()
-    p = load_params(args.params)
+def main(args: argparse.Namespace, p: Params) -> None:
+    demo = p.demo
     summary = write_demo_dataset(
         args.out,
-        seed=get(p, "demo.seed", int),
-        n_patients=get(p, "demo.n_patients", int),
-        images_per_patient=get(p, "demo.images_per_patient", int),
-        image_size=get(p, "demo.image_size", int),
-        n_ct=get(p, "demo.n_ct", int),
-        abnormal_fraction=get(p, "demo.abnormal_fraction", float),
-        label_fraction=get(p, "demo.label_fraction", float),
+        seed=demo.seed,
+        n_patients=demo.n_patients,
+        images_per_patient=demo.images_per_patient,
+        image_size=demo.image_size,
+        n_ct=demo.n_ct,
+        abnormal_fraction=demo.abnormal_fraction,
+        label_fraction=demo.label_fraction,
         labels_path=args.labels,
-        n_full_size=get(p, "demo.n_full_size", int),
+        n_full_size=demo.n_full_size,
     )
     print(
         f"demo data in {args.out}: {summary.n_xray_files} radiographs, {summary.n_ct_series} CT "
@@ -36,4 +31,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, paths=("--out", "--labels"))

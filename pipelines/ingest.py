@@ -8,37 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from medssl.burned_in.ocr import OcrUnavailable
-from medssl.ingest import ingest, invariant_line, options_from_params, stable_summary
+from medssl.ingest import ingest, ingest_options, invariant_line, stable_summary
 from medssl.io.pseudonym import DeidError, secret_from_env
 from medssl.io.sidecar import SidecarError
-from medssl.params import ParamsError, get, load_params
+from medssl.params import Params
+from medssl.stage import run_stage
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--summary", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args()
-    try:
-        p = load_params(args.params)
-        sources = [Path(s) for s in get(p, "data.sources", list)]
-        secret = secret_from_env(demo=get(p, "data.demo_mode", bool))
-        options = options_from_params(p)
-        summary = ingest(sources, args.out, secret=secret, options=options)
-    except (
-        ParamsError,
-        DeidError,
-        SidecarError,
-        FileNotFoundError,
-        ValueError,
-        OcrUnavailable,
-    ) as exc:
-        sys.exit(f"error: {exc}")
+def main(args: argparse.Namespace, p: Params) -> None:
+    options = ingest_options(p.ingest, p.data)
+    secret = secret_from_env(demo=p.data.demo_mode)
+    summary = ingest([Path(s) for s in p.data.sources], args.out, secret=secret, options=options)
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     stable = stable_summary(summary)
     args.summary.write_text(json.dumps(stable, indent=2, sort_keys=True) + "\n")
@@ -47,4 +30,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors = (DeidError, SidecarError, FileNotFoundError, ValueError, OcrUnavailable)
+    run_stage(main, __doc__, paths=("--out", "--summary"), errors=errors)

@@ -8,43 +8,22 @@ Incremental: instances already in ``pulled.csv`` are not fetched again; run
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
-from medssl.params import ParamsError, get, load_params
-from medssl.sources.pull import Ledger, pull_from
-from medssl.sources.spec import PullError, parse_query
+from medssl.io.pseudonym import DeidError
+from medssl.params import Params
+from medssl.sources.pull import pull_configured
+from medssl.sources.spec import PullError
+from medssl.stage import run_stage
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args()
-    try:
-        p = load_params(args.params)
-        if not get(p, "pull.enabled", bool):
-            Ledger(args.out)  # the folder and an empty table, so ingestion finds both
-            print("pull: off (pull.enabled is false)")
-            return
-        optional = (str, type(None))
-        limit = get(p, "pull.limit", (int, type(None)))
-        query = parse_query(get(p, "pull.study_date", optional),
-                            get(p, "pull.modalities", optional), limit)  # fmt: skip
-        source = get(p, "pull.source", optional)
-        if not source:
-            raise ParamsError("params.yaml: 'pull.source' is needed when pull.enabled is true")
-        done = pull_from(
-            source, args.out, query,
-            Pseudonymizer(secret_from_env(demo=get(p, "data.demo_mode", bool))),
-            calling_aet=get(p, "pull.aet", str), repo=Path.cwd(),
-            timeout=get(p, "pull.timeout_s", float),
-        )  # fmt: skip
-    except (PullError, ParamsError, DeidError) as exc:
-        sys.exit(f"error: {exc}")
+def main(args: argparse.Namespace, p: Params) -> None:
+    done = pull_configured(p.pull, args.out, demo=p.data.demo_mode, repo=Path.cwd())
+    if done is None:
+        print("pull: off (pull.enabled is false)")
+        return
     print(f"pull: {done.fetched} new, {done.already} already here, {done.studies} studies")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, paths=("--out",), errors=(PullError, DeidError))

@@ -7,42 +7,16 @@ from the reserve. Writes ``reserve.csv`` (``image_id, patient_key, part``).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from medssl.data.manifest import MANIFEST_NAME, read_manifest, unusable_sources
-from medssl.data.reserve import POOL, ReserveError, hashed_reserve, listed_reserve, partition
-from medssl.io.pseudonym import DeidError, Pseudonymizer, secret_from_env
-from medssl.params import ParamsError, get, load_params, tracked_file
+from medssl.data.reserve import POOL, ReserveError
+from medssl.data.reserve_draw import draw_reserve
+from medssl.io.pseudonym import DeidError
+from medssl.params import Params
+from medssl.stage import run_stage
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ingested", type=Path, required=True)
-    parser.add_argument("--lists", type=Path, required=True, help="folder of tracked lists")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args()
-    try:
-        p = load_params(args.params)
-        manifest = read_manifest(args.ingested / MANIFEST_NAME)
-        pseudo = Pseudonymizer(secret_from_env(demo=get(p, "data.demo_mode", bool)))
-        listed = tracked_file(p, "reserve.path", args.lists)
-        if listed is None:
-            reserved = hashed_reserve(
-                manifest["patient_key"].tolist(),
-                get(p, "reserve.fraction", float),
-                get(p, "reserve.seed", int),
-                pseudo,
-            )
-        else:
-            key = get(p, "reserve.key", str)
-            reserved = listed_reserve(
-                listed, manifest, unusable_sources(args.ingested), pseudo, key
-            )
-    except (ReserveError, ParamsError, DeidError) as exc:
-        sys.exit(f"error: {exc}")
-    table = partition(manifest, reserved)
+def main(args: argparse.Namespace, p: Params) -> None:
+    table = draw_reserve(args.ingested, args.lists, p.reserve, demo=p.data.demo_mode)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False, lineterminator="\n")
     for part, rows in table.groupby("part"):
@@ -51,4 +25,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    paths = ("--ingested", "--lists", "--out")
+    run_stage(main, __doc__, paths=paths, errors=(ReserveError, DeidError))
