@@ -34,7 +34,7 @@ MIN_TRANSITIONS = (8, 6)
 MAX_REGIONS = 200
 #: A transition counts when the values two pixels apart differ by this much (a glyph's edge
 #: is a step; the darkest or brightest texture of a lung or bone is a slope).
-STEP = 32
+STEP = 24
 #: How far (of 255) the rest of a text block's pixels stand off the text's band.
 CONTRAST = 16
 #: Taller regions are anatomy (eight lines of 16 px text fit).
@@ -70,31 +70,53 @@ def to_display(array: NDArray[np.generic]) -> NDArray[np.uint8]:
     return ((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def _block_sums(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+def _block_sums(mask: NDArray[np.bool_]) -> NDArray[np.uint16]:
     bh, bw = BLOCK
     h, w = mask.shape[0] // bh, mask.shape[1] // bw
-    sums: NDArray[np.int64] = mask[: h * bh, : w * bw].reshape(h, bh, w, bw).sum(axis=(1, 3))
+    blocks = mask[: h * bh, : w * bw].view(np.uint8).reshape(h, bh, w, bw)
+    sums: NDArray[np.uint16] = blocks.sum(axis=(1, 3), dtype=np.uint16)
     return sums
 
 
-def _regions(display: NDArray[np.uint8], mask: NDArray[np.bool_], bright: bool) -> list[Region]:
+def _steps(values: NDArray[np.int16]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Where values two pixels apart differ by :data:`STEP`: ``(across, down)``, each
+    ``(rows, columns)`` with the border pixels False."""
+    across = np.zeros(values.shape, bool)
+    across[:, 1:-1] = np.abs(values[:, 2:] - values[:, :-2]) >= STEP
+    down = np.zeros(values.shape, bool)
+    down[1:-1, :] = np.abs(values[2:, :] - values[:-2, :]) >= STEP
+    return across, down
+
+
+def _stands_off(
+    display: NDArray[np.uint8], mask: NDArray[np.bool_], dense: NDArray[np.bool_], bright: bool
+) -> NDArray[np.bool_]:
+    """``dense`` without blocks whose other pixels sit near the band (noise in clipped air)."""
+    bh, bw = BLOCK
+    keep = dense.copy()
+    for i, j in np.argwhere(dense):
+        rows, cols = slice(i * bh, (i + 1) * bh), slice(j * bw, (j + 1) * bw)
+        rest = display[rows, cols][~mask[rows, cols]]
+        level = float(rest.mean()) if rest.size else (255.0 if bright else 0.0)
+        keep[i, j] = (255.0 - level if bright else level) >= TOLERANCE + CONTRAST
+    return keep
+
+
+def _regions(
+    display: NDArray[np.uint8],
+    mask: NDArray[np.bool_],
+    steps: tuple[NDArray[np.bool_], NDArray[np.bool_]],
+    bright: bool,
+) -> list[Region]:
     shape = (int(display.shape[0]), int(display.shape[1]))
-    values = display.astype(np.int16)
     across = np.zeros_like(mask)
-    across[:, 1:-1] = (mask[:, 2:] != mask[:, :-2]) & (
-        np.abs(values[:, 2:] - values[:, :-2]) >= STEP
-    )
+    across[:, 1:-1] = (mask[:, 2:] != mask[:, :-2]) & steps[0][:, 1:-1]
     down = np.zeros_like(mask)
-    down[1:-1, :] = (mask[2:, :] != mask[:-2, :]) & (np.abs(values[2:, :] - values[:-2, :]) >= STEP)
+    down[1:-1, :] = (mask[2:, :] != mask[:-2, :]) & steps[1][1:-1, :]
     dense = (_block_sums(across) >= MIN_TRANSITIONS[0]) & (_block_sums(down) >= MIN_TRANSITIONS[1])
     if not dense.any():
         return []
-    # The rest of a text block stands off the extreme; noise around it (clipped air) does not.
-    rest = _block_sums(~mask)
-    rest_sum = _block_sums(np.where(mask, 0, display.astype(np.int64)))
-    level = rest_sum / np.maximum(rest, 1)
-    offset = 255.0 - level if bright else level
-    dense &= offset >= TOLERANCE + CONTRAST
+    dense = _stands_off(display, mask, dense, bright)
     out = []
     for rows, cols in _groups(dense, (3, 5)):
         if (rows.stop - rows.start) * BLOCK[0] > MAX_HEIGHT:
@@ -145,6 +167,7 @@ def text_regions(display: NDArray[np.uint8]) -> list[Region]:
         :data:`MAX_HEIGHT` tall: a lung is not a candidate; a marker may be (it is read,
         and the rule keeps it).
     """
-    bright = _regions(display, display >= 255 - TOLERANCE, True)
-    dark = _regions(display, display <= TOLERANCE, False)
+    steps = _steps(display.astype(np.int16))
+    bright = _regions(display, display >= 255 - TOLERANCE, steps, True)
+    dark = _regions(display, display <= TOLERANCE, steps, False)
     return (bright + dark)[:MAX_REGIONS]

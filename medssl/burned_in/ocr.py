@@ -102,6 +102,52 @@ def _without_specks(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return out
 
 
+def binarize(crop: NDArray[np.uint8], bright: bool) -> NDArray[np.bool_]:
+    """Text pixels of a region: half-way between its median and the text's extreme.
+
+    Args:
+        crop: ``(rows, columns)`` uint8 region of the display image.
+        bright: the text is brighter than its background.
+
+    Returns:
+        ``(rows, columns)`` bool, True on text.
+    """
+    c = crop.astype(np.float32)
+    background = float(np.median(c))
+    text: NDArray[np.bool_] = c >= (background + 255.0) / 2 if bright else c <= background / 2
+    return text
+
+
+def glyphs_in_a_row(text: NDArray[np.bool_]) -> int:
+    """The most glyph-sized blobs of ``text`` that sit on one line.
+
+    A glyph is 5 to 64 px high and at most about twice as wide as high (two touching
+    characters); blobs on one line have centres within 0.6 of a height and heights within
+    a factor of 2. A lone marker gives 1, anatomy and wires seldom more than 2.
+
+    Args:
+        text: ``(rows, columns)`` bool mask from :func:`binarize`.
+
+    Returns:
+        The count for the best line.
+    """
+    labels, n = ndimage.label(text)
+    if n == 0:
+        return 0
+    glyphs = []
+    for rows, cols in ndimage.find_objects(labels):
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        if 5 <= h <= 64 and w <= 2 * h + 4:
+            glyphs.append((h, (rows.start + rows.stop) / 2))
+    return max(
+        (
+            sum(1 for h2, c2 in glyphs if abs(c2 - c) <= 0.6 * h and h / 2 <= h2 <= 2 * h)
+            for h, c in glyphs
+        ),
+        default=0,
+    )
+
+
 def renderings(crop: NDArray[np.uint8], bright: bool) -> Iterator[NDArray[np.uint8]]:
     """Dark-on-white renderings of a region, cheapest first.
 
@@ -115,8 +161,7 @@ def renderings(crop: NDArray[np.uint8], bright: bool) -> Iterator[NDArray[np.uin
         contrast-stretched (1st-99th percentile).
     """
     c = crop.astype(np.float32)
-    background = float(np.median(c))
-    text = c >= (background + 255.0) / 2 if bright else c <= background / 2
+    text = binarize(crop, bright)
     yield np.where(text, 0, 255).astype(np.uint8)
     yield np.where(_without_specks(text), 0, 255).astype(np.uint8)
     if bright:

@@ -20,6 +20,9 @@ from medssl.burned_in.rule import identity_rules
 POLICIES = ("quarantine", "redact", "flag", "off")
 #: Pixels added around each region before blacking it out.
 REDACT_MARGIN = 4
+#: Glyph-sized blobs on one line needed before a region is read (an identity has more:
+#: "ID 1234567" has nine; a laterality marker has one).
+MIN_GLYPHS = 4
 #: A second reading with fewer letters and digits ends the region's renderings.
 MIN_CHARACTERS = 2
 
@@ -64,7 +67,10 @@ def screen_image(array: NDArray[np.generic]) -> ScreenResult:
     n_read = 0
     for region in regions:
         r0, c0, r1, c1 = region.box
-        for k, image in enumerate(ocr.renderings(display[r0:r1, c0:c1], region.bright)):
+        crop = display[r0:r1, c0:c1]
+        if ocr.glyphs_in_a_row(ocr.binarize(crop, region.bright)) < MIN_GLYPHS:
+            continue  # a marker, a wire, anatomy: nothing that can spell identity
+        for k, image in enumerate(ocr.renderings(crop, region.bright)):
             n_read += 1
             text = ocr.read(image)
             rules = identity_rules(text)
