@@ -10,9 +10,12 @@ A text fires the rule when it holds any of:
 * ``digit_run``: five or more characters of digits, allowing up to two OCR confusions
   (``O``/``o`` for 0, ``I``/``l``/``|`` for 1, ``S`` for 5, ``B`` for 8) in tokens that hold at
   least three digits (record numbers, accession numbers, compact dates);
-* ``person_name``: a capitalised word and a second word of two or more letters joined by a
-  comma or caret (``DOE, JANE``, ``Doe^Jane``), tolerating the doubled or dotted commas OCR
-  produces.
+* ``person_name``: a family name and a given name joined by a comma or caret: a family
+  name of four or more capitals and any given name (``MUELLER, Anna``; OCR often gets the
+  given name's case wrong), three capitals and a capitalised given name (``DOE, JANE``),
+  or both capitalised (``Doe^Jane``); doubled or dotted commas as OCR reads them are
+  accepted. Short or mixed-case pairs (``OF, uat``, ``Mae, ahhh``) are how OCR misreads
+  anatomy, not how names are printed.
 
 Only rule names leave this module, never the text.
 """
@@ -23,7 +26,11 @@ import re
 
 _DATE = re.compile(r"\d{1,4} ?[-./] ?\d{1,2} ?[-./] ?\d{2,4}")
 _DIGITISH = re.compile(r"[0-9OoIlSB|]{5,}")
-_NAME = re.compile(r"[A-Z][A-Za-z]+ ?[,^][,.^]? ?[A-Za-z]{2,}")
+_SEP = r" ?[,^][,.^]? ?"
+_NAME = re.compile(
+    rf"(?<![A-Za-z])(?:[A-Z]{{4,}}{_SEP}[A-Za-z]{{2,}}|[A-Z]{{3}}{_SEP}[A-Z]{{2,}}"
+    rf"|[A-Z][a-z]{{2,}}{_SEP}[A-Z][a-z]+)(?![a-z])"
+)
 #: Rule names in the order they are tried.
 RULES = ("date", "digit_run", "person_name")
 

@@ -18,6 +18,7 @@ from medssl.burned_in.rule import identity_rules
         ("SURNAME, GIVEN", "person_name"),
         ("Doe^Jane", "person_name"),
         ("ROSSI,, SOFIA", "person_name"),
+        ("SCHMIDT, manial", "person_name"),  # OCR got the given name's case wrong
     ],
 )
 def test_identity_forms_fire(text: str, rule: str) -> None:
@@ -35,3 +36,10 @@ def test_technician_marks_do_not_fire(text: str) -> None:
 def test_short_numbers_and_lowercase_noise_do_not_fire() -> None:
     assert identity_rules("120 cm 4 mAs") == ()
     assert identity_rules("hs, cee ow") == ()
+
+
+@pytest.mark.parametrize(
+    "text", ["OF, uat", "Mae, ahhh", "CS, GD", "SRN, aR", "TO , ee", "Vs , MN"]
+)
+def test_how_ocr_misreads_anatomy_does_not_fire(text: str) -> None:
+    assert identity_rules(text) == ()
