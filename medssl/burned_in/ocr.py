@@ -119,33 +119,37 @@ def binarize(crop: NDArray[np.uint8], bright: bool) -> NDArray[np.bool_]:
 
 
 def glyphs_in_a_row(text: NDArray[np.bool_]) -> int:
-    """The most glyph-sized blobs of ``text`` that sit on one line.
+    """The longest run of glyph-sized blobs of ``text`` spaced like characters on a line.
 
     A glyph is 5 to 64 px high and at most about twice as wide as high (two touching
-    characters); blobs on one line have centres within 0.6 of a height and heights within
-    a factor of 2. A lone marker gives 1, anatomy and wires seldom more than 2.
+    characters). Glyphs of one run have centres within 0.6 of a height, heights within a
+    factor of 2, and gaps of at most one height to the next. A lone marker gives 1; anatomy
+    and wires seldom give runs.
 
     Args:
         text: ``(rows, columns)`` bool mask from :func:`binarize`.
 
     Returns:
-        The count for the best line.
+        The length of the longest run.
     """
     labels, n = ndimage.label(text)
     if n == 0:
         return 0
-    glyphs = []
+    glyphs = []  # (height, row centre, first column, last column)
     for rows, cols in ndimage.find_objects(labels):
         h, w = rows.stop - rows.start, cols.stop - cols.start
         if 5 <= h <= 64 and w <= 2 * h + 4:
-            glyphs.append((h, (rows.start + rows.stop) / 2))
-    return max(
-        (
-            sum(1 for h2, c2 in glyphs if abs(c2 - c) <= 0.6 * h and h / 2 <= h2 <= 2 * h)
-            for h, c in glyphs
-        ),
-        default=0,
-    )
+            glyphs.append((h, (rows.start + rows.stop) / 2, cols.start, cols.stop))
+    glyphs.sort(key=lambda g: g[2])
+    best = 0
+    for h, centre, _, right in glyphs:
+        run, end = 1, right
+        for h2, c2, left2, right2 in glyphs:
+            beside = left2 >= end and left2 - end <= h and abs(c2 - centre) <= 0.6 * h
+            if beside and h / 2 <= h2 <= 2 * h:
+                run, end = run + 1, right2
+        best = max(best, run)
+    return best
 
 
 def renderings(crop: NDArray[np.uint8], bright: bool) -> Iterator[NDArray[np.uint8]]:

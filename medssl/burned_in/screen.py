@@ -8,6 +8,7 @@ still fires), ``flag`` (kept, QC flag ``burned_in_text``) and ``off`` (no screen
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +24,8 @@ REDACT_MARGIN = 4
 #: Glyph-sized blobs on one line needed before a region is read (an identity has more:
 #: "ID 1234567" has nine; a laterality marker has one).
 MIN_GLYPHS = 4
-#: A second reading with fewer letters and digits ends the region's renderings.
-MIN_CHARACTERS = 2
+#: A second reading without a run of three letters or digits ends the region's renderings.
+_WORDLIKE = re.compile(r"[A-Za-z0-9]{3}")
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ def screen_image(array: NDArray[np.generic]) -> ScreenResult:
             rules = identity_rules(text)
             if rules:
                 return ScreenResult(rules, len(regions), n_read, regions)
-            if k >= 1 and sum(ch.isalnum() for ch in text) < MIN_CHARACTERS:
-                break  # nothing legible twice: the stretched rendering will not help
+            if k >= 1 and not _WORDLIKE.search(text):
+                break  # nothing word-like twice: the stretched rendering will not help
     return ScreenResult((), len(regions), n_read, regions)
 
 
