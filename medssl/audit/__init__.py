@@ -35,7 +35,6 @@ from medssl.audit.record import (
     HEADLINE_METRICS,
     RECORD_VERSION,
     build_record,
-    find_run_dir,
     flatten,
     headline_metrics,
     headline_records,
@@ -52,6 +51,7 @@ from medssl.audit.reproduce import (
     reproduce_in,
 )
 from medssl.audit.verify import compare_hashes, compare_params, verify_record
+from medssl.runs import find_run_dir
 
 __all__ = [
     "CODE_PATHS",

@@ -26,6 +26,7 @@ import pandas as pd
 
 from medssl.audit.dvcstate import producer_of
 from medssl.audit.errors import AuditError
+from medssl.runs import find_run_dir
 
 RECORD_VERSION = 1
 #: Code paths hashed into the record's code version, relative to the workspace root.
@@ -80,22 +81,6 @@ def headline_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 def _record_order(r: Mapping[str, Any]) -> tuple[str, str, int, int]:
     return (str(r["arm"]), str(r.get("mode", "")), int(r["n_labels"]), int(r["seed"]))
-
-
-def find_run_dir(record: Mapping[str, Any], runs: Path) -> Path | None:
-    """The fine-tuning run folder whose ``run.json`` matches a metrics record.
-
-    Matches ``arm``, ``seed``, ``n_labels`` and, when both state them, ``mode`` and
-    ``budget``; folder names are not relied on.
-    """
-    if not runs.is_dir():
-        return None
-    for run_json in sorted(runs.glob("*/run.json")):
-        run = json.loads(run_json.read_text())
-        keys = [k for k in ("arm", "seed", "n_labels", "mode", "budget") if k in run]
-        if keys and all(str(run[k]) == str(record.get(k, run[k])) for k in keys):
-            return run_json.parent
-    return None
 
 
 def headline_metrics(

@@ -28,6 +28,7 @@ from medssl.eval.metrics import (
     delong_pvalue,
     paired_bootstrap_pvalue,
 )
+from medssl.runs import RunScores
 
 AGGREGATIONS = ("none", "max", "mean")
 COMPARISONS = ("delong", "bootstrap")
@@ -154,9 +155,6 @@ def compare_modes(
     return p if math.isfinite(p) else None
 
 
-RunScores = tuple[Mapping[str, Any], pd.DataFrame]
-
-
 def _optional(value: Any, kind: type) -> Any:
     return None if value is None else kind(value)
 
@@ -202,7 +200,8 @@ def evaluate_runs(
     """One record per arm x mode x budget x seed, with comparisons to the baselines.
 
     Args:
-        runs: ``(run.json, scores.csv)`` pairs; scores hold a ``mode`` column.
+        runs: ``(run.json, scores.csv)`` pairs (:func:`medssl.runs.read_runs`); scores
+            hold a ``mode`` column.
         headline: arm -> the mode it is reported by, fixed beforehand, or ``"auto"``: per
             run, the mode with the best validation AUROC (:func:`choose_headline`).
         how: patient aggregation.

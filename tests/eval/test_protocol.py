@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from medssl.eval.metrics import (
     CALIBRATION_BINS,
@@ -243,11 +244,10 @@ def test_stage_writes_seed_summary(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         (folder / "run.json").write_text(json.dumps(run))
         scores.to_csv(folder / "scores.csv", index=False)
-    params = {
-        "finetune": {"arms": ["ssl", "scratch", "pixels"], "budgets": [8], "seeds": [0, 1],
-                     "headline": HEADLINE},
-        "evaluate": {"patient_aggregation": "max", "n_boot": 20, "seed": 0, "compare": "delong"},
-    }  # fmt: skip
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # every section is validated
+    params["finetune"].update(arms=["ssl", "scratch", "pixels"], budgets=[8], seeds=[0, 1],
+                              headline=HEADLINE)  # fmt: skip
+    params["evaluate"].update(patient_aggregation="max", n_boot=20, seed=0, compare="delong")
     (tmp_path / "params.yaml").write_text(json.dumps(params))
     cmd = [sys.executable, str(REPO / "pipelines" / "evaluate.py"),
            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
