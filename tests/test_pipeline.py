@@ -203,6 +203,41 @@ def test_budget_the_labels_cannot_fill_fails_before_training(workspace: Path) ->
 
 
 @pytest.mark.slow
+def test_bad_params_stop_with_one_line_and_change_nothing(workspace: Path) -> None:
+    """A wrong type stops the first stage that reads it (finetune) before it trains; an
+    unknown key in a section split tracks stops split: one line naming the key, and no
+    result changes (DVC itself empties the outputs of the stage it runs, so the check that
+    matters is that no later stage runs)."""
+    results = workspace / "results" / "label_efficiency.json"
+    before = results.read_bytes()
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text()
+    cases = (
+        ("finetune", "steps", "4", "finetune.steps: must be a valid integer, got '4'"),
+        (
+            "split",
+            "validaton",
+            "oracle",
+            "split.validaton: unknown key; did you mean 'validation'?",
+        ),
+    )
+    try:
+        for section, key, value, expected in cases:
+            params = yaml.safe_load(original)
+            params[section][key] = value
+            params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+            proc = _run(workspace, "dvc", "repro", check=False)
+            assert proc.returncode != 0
+            assert f"error: params.yaml: {expected}\n" in proc.stderr
+            assert "Traceback" not in proc.stderr
+            assert "Running stage 'evaluate'" not in proc.stdout
+            assert "labels to fit" not in proc.stdout  # no arm started training
+            assert results.read_bytes() == before
+    finally:
+        params_file.write_text(original)
+
+
+@pytest.mark.slow
 def test_without_labels_the_encoder_still_trains(workspace: Path) -> None:
     """labels.path null: split says evaluation waits; fine-tuning stops with a clear line."""
     params_file = workspace / "params.yaml"

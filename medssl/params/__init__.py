@@ -13,7 +13,6 @@ One concept per module:
 
 from medssl.params.base import ParamsError, Section
 from medssl.params.labels import LabelsParams, ReserveParams, SplitParams
-from medssl.params.legacy import get, get_positive, load_params, tracked_file
 from medssl.params.load import (
     PARAMS_NAME,
     Params,
@@ -62,13 +61,9 @@ __all__ = [
     "Section",
     "SidecarParams",
     "SplitParams",
-    "get",
-    "get_positive",
-    "load_params",
     "read_params",
     "read_yaml",
     "section",
-    "tracked_file",
     "tracked_path",
     "validate",
 ]

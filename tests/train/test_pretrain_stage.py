@@ -258,4 +258,4 @@ def test_model_init_continues_an_earlier_encoder_or_fails_clearly(
     (ws / "params.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run(stage_command(ws, data, "bad"), env=stage_env(), capture_output=True,
                           text=True, timeout=300)  # fmt: skip
-    assert "'model.init' must name a file inside" in proc.stderr
+    assert "params.yaml: model.init: must name a file inside" in proc.stderr
