@@ -133,12 +133,21 @@ def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ing.set_defaults(func=_ingest)
 
 
+def _record_path(args: argparse.Namespace) -> Path:
+    """The record named on the command line, else the workspace's declared one."""
+    from medssl.workspace import workspace_path
+
+    return Path(args.record) if args.record else workspace_path("record", args.root)
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from medssl.audit import AuditError, read_record, verify_record
+    from medssl.workspace import WorkspaceError
 
     try:
+        args.record = _record_path(args)
         problems = verify_record(read_record(args.record), args.root)
-    except AuditError as exc:
+    except (AuditError, WorkspaceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for line in problems:
@@ -151,10 +160,11 @@ def _audit_reproduce(args: argparse.Namespace) -> int:
     import tempfile
 
     from medssl.audit import AuditError, on_cpu, read_record, reproduce_in
+    from medssl.workspace import WorkspaceError
 
     try:
-        record = read_record(args.record)
-    except AuditError as exc:
+        record = read_record(_record_path(args))
+    except (AuditError, WorkspaceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="medssl-reproduce-", dir=args.workdir) as tmp:
@@ -169,13 +179,13 @@ def _audit_reproduce(args: argparse.Namespace) -> int:
 def _add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     aud = sub.add_parser("audit", help="check a run record against the workspace")
     asub = aud.add_subparsers(dest="audit_command", required=True)
-    default = Path("results/audit/run_record.json")
+    record = "run record (default: vars.paths.record of dvc.yaml)"
     ver = asub.add_parser("verify", help="re-hash data, models, params and code; list mismatches")
-    ver.add_argument("record", type=Path, nargs="?", default=default)
+    ver.add_argument("record", type=Path, nargs="?", help=record)
     ver.add_argument("--root", type=Path, default=Path(), help="workspace root")
     ver.set_defaults(func=_audit_verify)
     rep = asub.add_parser("reproduce", help="re-run the pipeline in a scratch folder and compare")
-    rep.add_argument("record", type=Path, nargs="?", default=default)
+    rep.add_argument("record", type=Path, nargs="?", help=record)
     rep.add_argument("--root", type=Path, default=Path(), help="workspace root")
     rep.add_argument("--workdir", type=Path, help="parent of the scratch folder (default: tmp)")
     rep.add_argument("--atol", type=float, default=1e-6, help="metric tolerance")
@@ -235,13 +245,18 @@ def _add_pull_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _results(args: argparse.Namespace) -> int:
     from medssl.eval.seeds import headline_text
+    from medssl.workspace import WorkspaceError, workspace_path
 
-    path = args.results / "label_efficiency_seeds.json"
+    try:
+        path = workspace_path("seed_summary", args.root)
+        report = workspace_path("report", args.root)
+    except WorkspaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not path.exists():
         print(f"error: {path} not found (run dvc repro first)", file=sys.stderr)
         return 1
     print(headline_text(json.loads(path.read_text())), end="")
-    report = args.results / "report" / "index.html"
     if report.exists():
         print(f"report: {report}")
     return 0
@@ -260,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit_parser(sub)
     _add_pull_parser(sub)
     res = sub.add_parser("results", help="headline AUROC per arm and budget, and the verdict")
-    res.add_argument("results", type=Path, nargs="?", default=Path("results"))
+    res.add_argument("--root", type=Path, default=Path(), help="workspace root")
     res.set_defaults(func=_results)
     return parser
 

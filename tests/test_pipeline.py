@@ -140,6 +140,20 @@ def test_no_fake_phi_in_outputs(workspace: Path) -> None:
                 assert not leaks, f"PHI in {path.relative_to(workspace)}"
 
 
+def test_burned_in_identity_never_reaches_an_output(workspace: Path) -> None:
+    """The demo's radiographs with the patient's name, ID and birth date in the pixels
+    (BurnedInAnnotation absent) are quarantined by the default policy, so no image, sample
+    or saliency map shows them; the quarantine message names the rule only."""
+    from medssl.demo import BURNED_TEXT_CASES
+
+    quarantine = (workspace / "data" / "ingested" / "quarantine.csv").read_text()
+    rows = [line for line in quarantine.splitlines() if ",burned_in_text," in line]
+    assert len(rows) == len(BURNED_TEXT_CASES)
+    assert all("rule " in row for row in rows)
+    manifest = (workspace / "data" / "ingested" / "manifest.csv").read_text()
+    assert "burned_in_text" not in manifest and "text_redacted" not in manifest
+
+
 DATA_URI = re.compile(rb"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
 
 
