@@ -1,6 +1,6 @@
 """Patient-level bootstrap CI cost (a script, not a timed test).
 
-Times :func:`medssl.eval.metrics.bootstrap_ci` of AUROC for ``--images`` test images in
+Times :func:`medssl.eval.bootstrap.bootstrap_ci` of AUROC for ``--images`` test images in
 groups of 3 per patient and ``--resamples`` resamples, best of ``--repeats``; evaluate runs
 one such CI per metric, arm, mode, budget and seed.
 
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from medssl.eval import metrics
+from medssl.eval import bootstrap, metrics
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     best = float("inf")
     for _ in range(args.repeats):
         start = time.perf_counter()
-        metrics.bootstrap_ci(metrics.auroc, y, s, groups, n_boot=args.resamples)
+        bootstrap.bootstrap_ci(metrics.auroc, y, s, groups, n_boot=args.resamples)
         best = min(best, time.perf_counter() - start)
     print(f"bootstrap CI, {args.images} images, {args.resamples} resamples: {best:.3f} s")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssl.eval.metrics import SingleClassResamplesWarning
+from medssl.eval.bootstrap import SingleClassResamplesWarning
 from medssl.eval.plots import label_efficiency_figure
 from medssl.eval.protocol import (
     evaluate_runs,

@@ -1,7 +1,7 @@
 """Score every arm x mode x budget x seed on the test split: the label-efficiency protocol.
 
 Each mode's validation scores freeze its operating thresholds; its test scores give the
-metrics (:func:`medssl.eval.metrics.binary_report`) with 95 % CIs from a bootstrap that
+metrics (:func:`medssl.eval.binary_report.binary_report`) with 95 % CIs from a bootstrap that
 resamples patients. Scores are first collapsed to one per patient (a patient is abnormal if
 any image is), so a patient with many images is one case, not many. Each ``ssl`` mode is
 compared with the ``scratch`` and ``pixels`` headline modes on the same test patients
@@ -19,15 +19,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from medssl.eval.metrics import (
-    MAX_CURVE_POINTS,
-    aggregate_by_patient,
-    auroc,
-    binary_report,
-    curve_points,
-    delong_pvalue,
-    paired_bootstrap_pvalue,
-)
+from medssl.eval.binary_report import binary_report
+from medssl.eval.bootstrap import paired_bootstrap_pvalue
+from medssl.eval.delong import delong_pvalue
+from medssl.eval.metrics import MAX_CURVE_POINTS, aggregate_by_patient, auroc, curve_points
 from medssl.runs import RunScores
 
 AGGREGATIONS = ("none", "max", "mean")

@@ -9,6 +9,9 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
+from medssl.eval import binary_report as R
+from medssl.eval import bootstrap as B
+from medssl.eval import delong as D
 from medssl.eval import metrics as M
 
 
@@ -48,15 +51,15 @@ def test_delong_matches_slow_reference(seed: int) -> None:
     y, s1 = _scores(300, seed)
     s2 = np.round(s1 + np.random.default_rng(seed + 10).normal(scale=0.8, size=len(y)), 1)
     a1, a2, var1, var2, cov12, p_ref = _delong_reference(y, s1, s2)
-    aucs, cov = M.delong_auroc_cov(y, np.stack([s1, s2]))
+    aucs, cov = D.delong_auroc_cov(y, np.stack([s1, s2]))
     np.testing.assert_allclose(aucs, [a1, a2], rtol=1e-12)
     np.testing.assert_allclose(cov, [[var1, cov12], [cov12, var2]], rtol=1e-9)
-    assert M.delong_pvalue(y, s1, s2) == pytest.approx(p_ref, rel=1e-9)
+    assert D.delong_pvalue(y, s1, s2) == pytest.approx(p_ref, rel=1e-9)
 
 
 def test_delong_auroc_equals_sklearn() -> None:
     y, s = _scores(500, 3)
-    aucs, _ = M.delong_auroc_cov(y, s)
+    aucs, _ = D.delong_auroc_cov(y, s)
     assert aucs[0] == pytest.approx(roc_auc_score(y, s), rel=1e-12)
     assert M.auroc(y, s) == pytest.approx(roc_auc_score(y, s), rel=1e-12)
     assert M.auprc(y, s) == pytest.approx(average_precision_score(y, s), rel=1e-12)
@@ -64,9 +67,9 @@ def test_delong_auroc_equals_sklearn() -> None:
 
 def test_delong_identical_and_very_different_models() -> None:
     y, s = _scores(400, 4, shift=2.0)
-    assert M.delong_pvalue(y, s, s) == 1.0
+    assert D.delong_pvalue(y, s, s) == 1.0
     noise = np.random.default_rng(0).normal(size=len(y))
-    assert M.delong_pvalue(y, s, noise) < 1e-6
+    assert D.delong_pvalue(y, s, noise) < 1e-6
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -76,7 +79,7 @@ def test_bootstrap_ci_contains_point_and_narrows_with_more_data() -> None:
     widths = []
     for n in (200, 2000):
         y, s = _scores(n, 5)
-        point, low, high = M.bootstrap_ci(M.auroc, y, s, np.arange(n), n_boot=500, seed=0)
+        point, low, high = B.bootstrap_ci(M.auroc, y, s, np.arange(n), n_boot=500, seed=0)
         assert point == pytest.approx(roc_auc_score(y, s))
         assert low < point < high
         widths.append(high - low)
@@ -87,8 +90,8 @@ def test_cluster_bootstrap_wider_than_naive_for_duplicated_patients() -> None:
     y_pat, s_pat = _scores(150, 6)
     y, s = np.repeat(y_pat, 5), np.repeat(s_pat, 5)  # 5 identical images per patient
     patients = np.repeat(np.arange(150), 5)
-    _, lo_c, hi_c = M.bootstrap_ci(M.auroc, y, s, patients, n_boot=500, seed=1)
-    _, lo_n, hi_n = M.bootstrap_ci(M.auroc, y, s, np.arange(len(y)), n_boot=500, seed=1)
+    _, lo_c, hi_c = B.bootstrap_ci(M.auroc, y, s, patients, n_boot=500, seed=1)
+    _, lo_n, hi_n = B.bootstrap_ci(M.auroc, y, s, np.arange(len(y)), n_boot=500, seed=1)
     assert (hi_c - lo_c) > 1.6 * (hi_n - lo_n)  # about sqrt(5) = 2.2 expected
 
 
@@ -100,37 +103,37 @@ def test_vectorised_bootstrap_equals_generic_loop(metric: M.MetricFn) -> None:
     def generic(yy: np.ndarray, ss: np.ndarray) -> float:  # not in the fast-path dict
         return metric(yy, ss)
 
-    fast = M.bootstrap_ci(metric, y, s, groups, n_boot=300, seed=3)
-    slow = M.bootstrap_ci(generic, y, s, groups, n_boot=300, seed=3)
+    fast = B.bootstrap_ci(metric, y, s, groups, n_boot=300, seed=3)
+    slow = B.bootstrap_ci(generic, y, s, groups, n_boot=300, seed=3)
     np.testing.assert_allclose(fast, slow, rtol=1e-12)
 
 
 def test_bootstrap_reproducible_with_seed() -> None:
     y, s = _scores(300, 9)
     groups = np.arange(300) // 2
-    first = M.bootstrap_ci(M.auprc, y, s, groups, n_boot=200, seed=42)
-    assert M.bootstrap_ci(M.auprc, y, s, groups, n_boot=200, seed=42) == first
-    assert M.bootstrap_ci(M.auprc, y, s, groups, n_boot=200, seed=43) != first
-    p = M.paired_bootstrap_pvalue(y, s, s[::-1].copy(), groups, n_boot=200, seed=42)
-    assert M.paired_bootstrap_pvalue(y, s, s[::-1].copy(), groups, n_boot=200, seed=42) == p
+    first = B.bootstrap_ci(M.auprc, y, s, groups, n_boot=200, seed=42)
+    assert B.bootstrap_ci(M.auprc, y, s, groups, n_boot=200, seed=42) == first
+    assert B.bootstrap_ci(M.auprc, y, s, groups, n_boot=200, seed=43) != first
+    p = B.paired_bootstrap_pvalue(y, s, s[::-1].copy(), groups, n_boot=200, seed=42)
+    assert B.paired_bootstrap_pvalue(y, s, s[::-1].copy(), groups, n_boot=200, seed=42) == p
 
 
 def test_bootstrap_skips_single_class_resamples() -> None:
     y = np.array([0] * 20 + [1])  # one positive: most resamples lose it
     s = np.linspace(0.0, 1.0, 21)
     with pytest.warns(UserWarning, match="single class"):
-        point, low, high = M.bootstrap_ci(M.auroc, y, s, np.arange(21), n_boot=200)
+        point, low, high = B.bootstrap_ci(M.auroc, y, s, np.arange(21), n_boot=200)
     assert point == 1.0 and low == high == 1.0
 
 
 def test_paired_bootstrap_pvalue_agrees_with_delong() -> None:
     y, s1 = _scores(600, 10)
     s2 = np.round(s1 + np.random.default_rng(11).normal(scale=1.5, size=len(y)), 1)
-    p_boot = M.paired_bootstrap_pvalue(y, s1, s2, np.arange(len(y)), n_boot=1000, seed=0)
-    p_delong = M.delong_pvalue(y, s1, s2)
+    p_boot = B.paired_bootstrap_pvalue(y, s1, s2, np.arange(len(y)), n_boot=1000, seed=0)
+    p_delong = D.delong_pvalue(y, s1, s2)
     assert p_delong < 0.01 and p_boot < 0.01
     assert np.log10(p_boot) == pytest.approx(np.log10(p_delong), abs=1.0)
-    assert M.paired_bootstrap_pvalue(y, s1, s1, np.arange(len(y)), n_boot=50) == 1.0
+    assert B.paired_bootstrap_pvalue(y, s1, s1, np.arange(len(y)), n_boot=50) == 1.0
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -232,10 +235,10 @@ def test_one_class_input_raises() -> None:
     for call in (
         lambda: M.auroc(y, s),
         lambda: M.auprc(y, s),
-        lambda: M.delong_pvalue(y, s, s),
-        lambda: M.bootstrap_ci(M.auroc, y, s, np.arange(10)),
+        lambda: D.delong_pvalue(y, s, s),
+        lambda: B.bootstrap_ci(M.auroc, y, s, np.arange(10)),
         lambda: M.threshold_at_specificity(y, s, 0.9),
-        lambda: M.binary_report(y, s, np.arange(10), np.array([0, 1]), np.array([0.1, 0.9])),
+        lambda: R.binary_report(y, s, np.arange(10), np.array([0, 1]), np.array([0.1, 0.9])),
     ):
         with pytest.raises(ValueError, match="only one class"):
             call()
@@ -248,7 +251,7 @@ def test_binary_report() -> None:
     p_val, p_test = rng.random(400), rng.random(600)
     y_val, y_test = rng.binomial(1, p_val), rng.binomial(1, p_test)
     groups = np.arange(600) // 2
-    report = M.binary_report(y_test, p_test, groups, y_val, p_val, n_boot=200, seed=0)
+    report = R.binary_report(y_test, p_test, groups, y_val, p_val, n_boot=200, seed=0)
     assert report["n_cases"] == 600 and report["n_patients"] == 300
     assert report["n_positive"] == int(y_test.sum())
     assert report["auroc"] == pytest.approx(roc_auc_score(y_test, p_test))
@@ -267,4 +270,4 @@ def test_binary_report() -> None:
     assert all(isinstance(v, int | float) for v in report.values())
     json.dumps(report, allow_nan=False)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        M.binary_report(y_test, p_test * 3, groups, y_val, p_val, n_boot=10)
+        R.binary_report(y_test, p_test * 3, groups, y_val, p_val, n_boot=10)

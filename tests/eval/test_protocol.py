@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from medssl.eval.bootstrap import paired_bootstrap_pvalue
+from medssl.eval.delong import delong_pvalue
 from medssl.eval.metrics import (
     CALIBRATION_BINS,
     aggregate_by_patient,
     calibration_curve_points,
-    delong_pvalue,
-    paired_bootstrap_pvalue,
     pr_points,
     roc_points,
 )
