@@ -13,17 +13,7 @@ independent evidence. Two correlated AUROCs are compared with DeLong's test
 Sun & Xu 2014) or with a paired patient bootstrap. :mod:`medssl.eval.binary_report` puts
 them together. Calibration follows Naeini, Cooper & Hauskrecht (2015) and Guo et al. (2017).
 
-References:
-    DeLong E.R., DeLong D.M., Clarke-Pearson D.L. (1988). Comparing the areas under two or
-        more correlated receiver operating characteristic curves: a nonparametric approach.
-        Biometrics 44(3):837-845.
-    Sun X., Xu W. (2014). Fast implementation of DeLong's algorithm for comparing the areas
-        under correlated receiver operating characteristic curves. IEEE Signal Processing
-        Letters 21(11):1389-1393.
-    Efron B., Tibshirani R.J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
-    Field C.A., Welsh A.H. (2007). Bootstrapping clustered data. JRSS-B 69(3):369-390.
-    Robin X. et al. (2011). pROC: an open-source package for R and S+ to analyze and compare
-        ROC curves. BMC Bioinformatics 12:77 (bootstrap test for paired AUROCs).
+References (DeLong and bootstrap: in their modules):
     Naeini M.P., Cooper G., Hauskrecht M. (2015). Obtaining well calibrated probabilities
         using Bayesian binning. AAAI.
     Guo C., Pleiss G., Sun Y., Weinberger K.Q. (2017). On calibration of modern neural
