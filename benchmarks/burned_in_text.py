@@ -223,7 +223,7 @@ class Reader:
 def detection(work: Path, plants: list[Plant], workers: int) -> dict[str, object]:
     """Removed-or-quarantined rates under each policy, judged by :class:`Reader`."""
     reader = Reader()
-    hashes = {p.name: _key(p.name) for p in plants}
+    keys = {p.name: _key(p.name) for p in plants}
     out: dict[str, object] = {"n_planted": len(plants)}
     for policy in ("off", "quarantine", "redact"):
         dest = work / f"out_planted_{policy}"
@@ -232,7 +232,7 @@ def detection(work: Path, plants: list[Plant], workers: int) -> dict[str, object
         readable = removed = n_quarantined = 0
         misses: list[dict[str, object]] = []
         for p in plants:
-            h = hashes[p.name]
+            h = keys[p.name]
             if h not in quarantined and h not in niftis:
                 raise SystemExit(f"error: {p.name}: neither ingested nor quarantined")
             if h in quarantined:

@@ -2,8 +2,8 @@
 
 Tesseract 5 (Smith 2007, "An overview of the Tesseract OCR engine", ICDAR; LSTM lines
 since 4.0) with the English model of Debian's ``tesseract-ocr-eng``. ``tesserocr`` binds the
-C++ API, so a worker loads the model once instead of starting a process per region (about
-20 ms each with ``pytesseract``). No model is downloaded: the language data must be
+C++ API, so a worker loads the model once instead of starting a ``tesseract`` process per
+region (as ``pytesseract`` does). No model is downloaded: the language data must be
 installed (``make install`` installs the Debian packages when run as root).
 
 Each region is read twice at most: binarised against its own background (the text's
@@ -152,24 +152,24 @@ def glyphs_in_a_row(text: NDArray[np.bool_]) -> int:
     return best
 
 
-def renderings(crop: NDArray[np.uint8], bright: bool) -> Iterator[NDArray[np.uint8]]:
+def renderings(
+    crop: NDArray[np.uint8], bright: bool, text: NDArray[np.bool_]
+) -> Iterator[NDArray[np.uint8]]:
     """Dark-on-white renderings of a region, cheapest first.
 
     Args:
         crop: ``(rows, columns)`` uint8 region of the display image.
         bright: the text is brighter than its background.
+        text: the region's text mask (:func:`binarize`).
 
     Yields:
         ``(rows, columns)`` uint8 images: binarised half-way between the region's median
         and the text's extreme, the same without specks of noise, then the region
         contrast-stretched (1st-99th percentile).
     """
-    c = crop.astype(np.float32)
-    text = binarize(crop, bright)
     yield np.where(text, 0, 255).astype(np.uint8)
     yield np.where(_without_specks(text), 0, 255).astype(np.uint8)
-    if bright:
-        c = 255.0 - c
+    c = 255.0 - crop.astype(np.float32) if bright else crop.astype(np.float32)
     lo, hi = np.percentile(c, [1, 99])
     yield (np.clip((c - lo) / max(float(hi - lo), 1.0), 0, 1) * 255).astype(np.uint8)
 

@@ -69,9 +69,10 @@ def screen_image(array: NDArray[np.generic]) -> ScreenResult:
     for region in regions:
         r0, c0, r1, c1 = region.box
         crop = display[r0:r1, c0:c1]
-        if ocr.glyphs_in_a_row(ocr.binarize(crop, region.bright)) < MIN_GLYPHS:
+        text_mask = ocr.binarize(crop, region.bright)
+        if ocr.glyphs_in_a_row(text_mask) < MIN_GLYPHS:
             continue  # a marker, a wire, anatomy: nothing that can spell identity
-        for k, image in enumerate(ocr.renderings(crop, region.bright)):
+        for k, image in enumerate(ocr.renderings(crop, region.bright, text_mask)):
             n_read += 1
             text = ocr.read(image)
             rules = identity_rules(text)

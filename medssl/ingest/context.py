@@ -18,7 +18,7 @@ from typing import Any
 
 from medssl.ingest.cache import code_fingerprint, settings_fingerprint
 from medssl.ingest.options import IngestOptions
-from medssl.io import pseudonym as deid
+from medssl.io import pseudonym
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def unit_key(unit: Sequence[Mapping[str, Any]], ctx: Context) -> str:
     """
     parts = [ctx.settings_fp]
     parts += [f"{r['format']}:{r['source_sha256']}:{r.get('side_digest', '')}" for r in unit]
-    return deid.Pseudonymizer(ctx.secret).key("cache", "|".join(parts))
+    return pseudonym.Pseudonymizer(ctx.secret).key("cache", "|".join(parts))
 
 
 def file_key(rec: Mapping[str, Any], ctx: Context) -> str:
@@ -67,7 +67,7 @@ def file_key(rec: Mapping[str, Any], ctx: Context) -> str:
         The key (a keyed hash).
     """
     parts = f"{ctx.settings_fp}|{rec['format']}:{rec['source_sha256']}"
-    return deid.Pseudonymizer(ctx.secret).key("cachefil", parts)
+    return pseudonym.Pseudonymizer(ctx.secret).key("cachefil", parts)
 
 
 def settings_fp(options: IngestOptions) -> str:
@@ -87,12 +87,12 @@ def settings_fp(options: IngestOptions) -> str:
     import medssl.ingest
     from medssl.io import dicom, identity, nifti, raster, sidecar
 
-    packages = [medssl.ingest, dicom, nifti, raster, deid, sidecar, identity, medssl.burned_in]
+    packages = [medssl.ingest, dicom, nifti, raster, pseudonym, sidecar, identity, medssl.burned_in]
     modules = [f for m in packages for f in _source_files(m)]
     return settings_fingerprint(
         {
             "options": options.output_settings(),
-            "profile": deid.PROFILE_VERSION,
+            "profile": pseudonym.PROFILE_VERSION,
             "code": code_fingerprint(modules),
             "versions": [pydicom.__version__, nibabel.__version__, np.__version__],
         }

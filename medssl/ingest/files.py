@@ -19,13 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medssl.burned_in.flags import has_burned_in_annotation
 from medssl.ingest.cache import UnitCache
 from medssl.ingest.context import Context, file_key
 from medssl.ingest.discovery import SourceFile, file_format, key_text
 from medssl.ingest.series import spill_slice
 from medssl.ingest.units import run_unit
-from medssl.io import identity
-from medssl.io import pseudonym as deid
+from medssl.io import identity, pseudonym
 from medssl.io.dicom import PROJECTION_MODALITIES, DicomError, check_image_object, read_dataset
 from medssl.io.sidecar import normalize_view
 
@@ -58,7 +58,7 @@ def process_file(task: tuple[SourceFile, dict[str, str] | None], ctx: Context) -
         identifiers) when the re-identification table was asked for.
     """
     sf, side = task
-    pseudo = deid.Pseudonymizer(ctx.secret)
+    pseudo = pseudonym.Pseudonymizer(ctx.secret)
     rec: dict[str, Any] = {
         "rel": sf.rel,
         "id": sf.ident,
@@ -143,7 +143,7 @@ def _read_header(path: Path, data: bytes | None) -> Any:
 
 
 def _sidecar_keys(
-    rel: str, side: dict[str, str] | None, pseudo: deid.Pseudonymizer
+    rel: str, side: dict[str, str] | None, pseudo: pseudonym.Pseudonymizer
 ) -> dict[str, Any]:
     side = side or {}
     patient = side.get("patient_id", "")
@@ -159,7 +159,7 @@ def _sidecar_keys(
 
 
 def _dicom_record(
-    ds: Any, rel: str, pseudo: deid.Pseudonymizer, ctx: Context, *, full: bool
+    ds: Any, rel: str, pseudo: pseudonym.Pseudonymizer, ctx: Context, *, full: bool
 ) -> dict[str, Any]:
     try:
         check_image_object(ds, header_only=not full)
@@ -168,7 +168,7 @@ def _dicom_record(
     except Exception as exc:  # noqa: BLE001 - hostile headers must not stop the run
         raise _Quarantine("malformed_header", f"header error: {type(exc).__name__}") from exc
     flags: list[str] = []
-    if deid.has_burned_in_annotation(ds):
+    if has_burned_in_annotation(ds):
         if ctx.options.quarantine_burned_in:
             raise _Quarantine(
                 "burned_in_annotation", "BurnedInAnnotation is YES (PS3.3 C.7.6.1.1.6)"
@@ -199,7 +199,7 @@ def _text(ds: Any, keyword: str) -> str:
         return ""
 
 
-def _dicom_keys(ds: Any, rel: str, pseudo: deid.Pseudonymizer) -> dict[str, Any]:
+def _dicom_keys(ds: Any, rel: str, pseudo: pseudonym.Pseudonymizer) -> dict[str, Any]:
     patient = _text(ds, "PatientID")
     fallback = key_text(rel)
     study, no_study = identity.study_identity(ds, fallback)

@@ -37,7 +37,7 @@ from medssl.ingest.options import IngestOptions
 from medssl.ingest.reid import ReidWriter, check_reid_path, repo_roots
 from medssl.ingest.series import SCRATCH_DIR, drop_duplicates, group_units
 from medssl.ingest.units import run_unit
-from medssl.io import pseudonym as deid
+from medssl.io import pseudonym
 from medssl.io.sidecar import match_key, read_sidecar
 
 
@@ -72,7 +72,7 @@ def ingest(
         medssl.burned_in.ocr.OcrUnavailable: Tesseract is missing (and the policy is not off).
     """
     options = options or IngestOptions(workers=workers)
-    deid.Pseudonymizer(secret)  # fail early on a bad secret
+    pseudonym.Pseudonymizer(secret)  # fail early on a bad secret
     if options.burned_in_text != "off":
         check_ocr()  # fail before reading anything when Tesseract is missing
     reid_path = None
@@ -116,7 +116,7 @@ def _ingest_into(
     ctx: Context,
     reid: ReidWriter,
 ) -> dict[str, int]:
-    pseudo = deid.Pseudonymizer(ctx.secret)
+    pseudo = pseudonym.Pseudonymizer(ctx.secret)
     acc = Accounts()
     acc.skipped = [
         {"source_key": pseudo.key("path", key_text(s["rel"])), "rule": s["rule"]}
@@ -168,7 +168,7 @@ def _pass_files(
             rec = {
                 "rel": rel,
                 "id": tasks[i][0].ident,
-                "source_key": deid.Pseudonymizer(ctx.secret).key("path", key_text(rel)),
+                "source_key": pseudonym.Pseudonymizer(ctx.secret).key("path", key_text(rel)),
                 "kind": "quarantine",
                 "reason": rec.reason,
                 "message": rec.message,

@@ -25,7 +25,7 @@ from medssl.ingest.codes import decode_failure, write_failure
 from medssl.ingest.context import Context, unit_key
 from medssl.ingest.options import IngestOptions
 from medssl.ingest.series import series_frames
-from medssl.io import pseudonym as deid
+from medssl.io import pseudonym
 from medssl.io.dicom import DecodedImage, DicomError, assemble_slices, decode_datasets, read_dataset
 from medssl.io.nifti import axcodes, read_nifti, resample, split_4d, to_canonical, write_nifti
 from medssl.io.raster import MAX_PIXELS, read_raster
@@ -172,7 +172,7 @@ def _write(
     ctx: Context,
 ) -> dict[str, Any]:
     first = unit[0]
-    pseudo = deid.Pseudonymizer(ctx.secret)
+    pseudo = pseudonym.Pseudonymizer(ctx.secret)
     base = "|".join(r["source_sha256"] for r in unit)
     image_id = pseudo.key("image", base if index == 0 else f"{base}#{index}")
     suffix = ".nii.gz" if ctx.options.compress else ".nii"
@@ -196,7 +196,7 @@ def _write(
         "view_position": first.get("view_position", ""),
         "nifti": rel_nifti,
         "qc_flags": ";".join(sorted(set(image.flags + extra))),
-        "deid_profile": deid.PROFILE_VERSION,
+        "deid_profile": pseudonym.PROFILE_VERSION,
         "volume_index": index,
         "n_volumes": n_images,
         "axcodes": axcodes(image.affine) if ndim == 3 else "",

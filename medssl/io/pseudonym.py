@@ -3,10 +3,9 @@
 Everything the pipeline writes carries keyed hashes and checked code strings only, never
 a DICOM attribute value (DICOM PS3.15 Annex E, Basic Application Level Confidentiality
 Profile, met by construction; see ``docs/ingestion.md``). This module holds what that
-needs: the secret (:func:`secret_from_env`), the keys (:class:`Pseudonymizer`), the
-version string outputs record (:data:`PROFILE_VERSION`), and the Burned In Annotation
-check by which ingestion quarantines pixels that may show identity
-(:func:`has_burned_in_annotation`).
+needs: the secret (:func:`secret_from_env`), the keys (:class:`Pseudonymizer`) and the
+version string outputs record (:data:`PROFILE_VERSION`). Identity in the pixels is
+:mod:`medssl.burned_in`'s concern (including the BurnedInAnnotation header check).
 
 Ingestion hashes this file into its cache fingerprint and several DVC stages depend on
 it: keep it to what the pipeline uses.
@@ -18,10 +17,6 @@ import hashlib
 import hmac
 import os
 import re
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
 
 #: Version of the de-identification rules the outputs follow and the edition of PS3.15
 #: they refer to. Recorded in every manifest row (``deid_profile``), the run record, the
@@ -130,18 +125,3 @@ class Pseudonymizer:
         if not _KIND_RE.match(kind):
             raise ValueError(f"pseudonym kind {kind!r} must be 2-8 lowercase letters")
         return f"{kind}-{self._digest(kind, value).hex()[:_KEY_HEX_CHARS]}"
-
-
-def has_burned_in_annotation(ds: Dataset) -> bool:
-    """Whether Burned In Annotation (0028,0301) is ``YES`` (PS3.3 C.7.6.1.1.6).
-
-    Such pixel data may show names or IDs: ingestion quarantines them.
-
-    Args:
-        ds: DICOM dataset.
-
-    Returns:
-        True for ``YES`` (any case, padding ignored); False otherwise, including when
-        the attribute is absent (it is Type 3 in most image IODs).
-    """
-    return str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"

@@ -9,13 +9,13 @@ import re
 import pytest
 from pydicom.dataset import Dataset
 
+from medssl.burned_in.flags import has_burned_in_annotation
 from medssl.io.pseudonym import (
     DEMO_SECRET,
     PROFILE_VERSION,
     SECRET_ENV,
     DeidError,
     Pseudonymizer,
-    has_burned_in_annotation,
     secret_from_env,
 )
 
