@@ -225,6 +225,9 @@ def main() -> None:
     parser.add_argument(
         "--oracle-seeds", default="0", help="comma-separated seeds of the oracle pass ('' : none)"
     )
+    parser.add_argument(
+        "--seeds", help="comma-separated fine-tuning seeds instead of the preset's (e.g. 0)"
+    )
     args = parser.parse_args()
     oracle_seeds = [int(v) for v in args.oracle_seeds.split(",") if v.strip()]
     set_threads(args.threads)
@@ -237,6 +240,8 @@ def main() -> None:
     preset = presets[name]
     if args.image_size is not None:
         preset = merge(preset, {"model": {"image_size": args.image_size}})
+    if args.seeds:
+        preset = merge(preset, {"finetune": {"seeds": [int(v) for v in args.seeds.split(",")]}})
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="medssl-bench-")
