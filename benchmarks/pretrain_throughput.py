@@ -1,11 +1,18 @@
 """Pretraining throughput: numeric modes side by side, and the data pipeline vs in-memory.
 
-Every *mode* (``fp32`` = float32 NCHW, the former default; ``bf16`` = bfloat16 autocast
-with channels-last weights, the default now) trains the same model with the same batch
-size in the same process, in alternating rounds (the machine is shared and noisy). For each
-mode, the *pipeline* arm reads real images through the production path (ingested NIfTI ->
-MONAI cache -> seeded random views in DataLoader workers -> device) and the *in-memory*
-arm feeds pre-made random view batches that already sit on the device. Reported: images/s
+Every *mode* trains the same model with the same batch size in the same process, in
+alternating rounds (the machine is shared and noisy):
+
+- ``fp32``: float32 NCHW, per-image MONAI views in ``--workers`` loader processes (the
+  former default);
+- ``bf16``: bfloat16 autocast, channels-last weights, the same per-image views;
+- ``bf16-batch``: bf16 + channels-last with whole-batch Kornia views drawn on the training
+  device, ``--batch-workers`` loader processes (the default now: ``pretrain.views.engine:
+  auto`` picks it for 2D X-rays).
+
+For each mode, the *pipeline* arm reads real images through the production path (ingested
+NIfTI -> MONAI cache -> seeded random views -> device) and the *in-memory* arm feeds
+pre-made random view batches that already sit on the device. Reported: images/s
 of the pipeline per mode, the speed-up of each mode over ``fp32``, and pipeline /
 in-memory (whether loading starves the model; goal >= 0.9).
 
@@ -103,8 +110,12 @@ def timed_steps(
     return steps / (marks["end"] - marks["start"])
 
 
-#: mode -> (precision, channels_last).
-MODES: dict[str, tuple[str, bool]] = {"fp32": ("fp32", False), "bf16": ("bf16", True)}
+#: mode -> (precision, channels_last, views engine).
+MODES: dict[str, tuple[str, bool, str]] = {
+    "fp32": ("fp32", False, "sample"),
+    "bf16": ("bf16", True, "sample"),
+    "bf16-batch": ("bf16", True, "batch"),
+}
 
 
 class _Arm:
@@ -118,7 +129,8 @@ class _Arm:
         info: dist.DistInfo,
         scratch: Path,
     ) -> None:
-        precision, channels_last = MODES[mode]
+        precision, channels_last, engine = MODES[mode]
+        self.workers = args.batch_workers if engine == "batch" else args.workers
         self.config = PretrainConfig(
             method=args.method,
             encoder=args.encoder,
@@ -127,9 +139,10 @@ class _Arm:
             precision=precision,
             deterministic=False,
             small_input=args.encoder.startswith("vit") and args.image_size < 128,
+            views_engine=engine,
         )
         options = RunOptions(
-            checkpoint_dir=scratch / "ckpt", workers=args.workers, device=args.device
+            checkpoint_dir=scratch / "ckpt", workers=self.workers, device=args.device
         )
         torch.manual_seed(0)
         self.model = build_model(self.config, info, channels_last=channels_last)
@@ -165,6 +178,7 @@ class _Arm:
             "pipeline_images_per_s": pipe * batch,
             "speedup": pipe / base,
             "ratio": pipe / mem,
+            "workers": self.workers,
         }
 
 
@@ -181,17 +195,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the trainer")
+    parser.add_argument(
+        "--batch-workers", type=int, default=0, help="loader processes of bf16-batch"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads of the trainer (0: torch's default)"
+    )
     parser.add_argument("--cache", choices=("memory", "disk"), default="memory")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--modes", default="fp32,bf16", help="comma-separated: fp32 (NCHW), bf16 (+channels-last)"
+        "--modes",
+        default="fp32,bf16,bf16-batch",
+        help="comma-separated: fp32 (NCHW), bf16 (+channels-last), bf16-batch (+batch views)",
     )
     parser.add_argument(
         "--json", type=Path, default=REPO / "benchmarks" / "results" / "pretrain_throughput.json"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     info = dist.setup(args.device)
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
@@ -241,7 +264,7 @@ def main() -> None:
     for mode, row in rows.items():
         print(
             f"| {mode} | {record['device_name']} ({args.threads} thr) | {args.method} / "
-            f"{args.encoder} | {args.image_size} | {args.batch_size} | {args.workers} "
+            f"{args.encoder} | {args.image_size} | {args.batch_size} | {row['workers']} "
             f"| {row['pipeline_images_per_s']:.1f} | {row['speedup']:.2f} | {row['ratio']:.2f} |"
         )
     print(f"\nsource: {source}; ingest {t_ingest:.1f} s; JSON: {args.json}")

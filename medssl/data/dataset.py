@@ -1,7 +1,8 @@
 """Preprocessed images (MONAI CacheDataset in memory, PersistentDataset on disk) and views.
 
-Decoding and resizing happen once per image; only the random views are computed per step,
-in DataLoader workers.
+Decoding and resizing happen once per image; only the random views are computed per step:
+per image in DataLoader workers (:class:`ViewDataset`), or per batch on the training device
+(:class:`KeyedImages` feeding :class:`medssl.data.batch_views.ViewBatches`).
 """
 
 from __future__ import annotations
@@ -157,3 +158,25 @@ class ViewDataset(TorchDataset[torch.Tensor]):
         self.views.set_random_state(seed=view_seed(self.seed, epoch, index))
         image = self.images[index]
         return apply_views(self.views, [image] * self.n_views)
+
+
+class KeyedImages(TorchDataset[tuple[torch.Tensor, int]]):
+    """Cached images with their view seeds, keyed by ``(epoch, index)``: the input of
+    batch views (:class:`medssl.data.batch_views.ViewBatches`).
+
+    Args:
+        images: ``(N, 1, *spatial)`` tensor or a sequence of ``(1, *spatial)`` tensors.
+        seed: run seed.
+    """
+
+    def __init__(self, images: torch.Tensor | TorchDataset[torch.Tensor], seed: int) -> None:
+        self.images = images
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """``(epoch, index)`` -> ``((1, *spatial)`` float32, view seed)."""
+        epoch, index = key
+        return _plain(self.images[index]), view_seed(self.seed, epoch, index)

@@ -68,6 +68,8 @@ class ViewsParams(Section):
     flip: bool
     noise_std: float
     hu_windows: list[str]
+    #: batch | sample | auto; a file without the key keeps the per-image views it had
+    engine: Literal["auto", "batch", "sample"] = "sample"
 
 
 class PretrainParams(Section):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medssl.data.batch_views import resolve_engine
 from medssl.models.encoders import VIT_SPECS
 from medssl.train.methods import METHODS
 
@@ -48,6 +49,9 @@ class PretrainConfig:
         flip: allow flips along the first axis.
         noise_std: Gaussian noise of SimCLR/VICReg views.
         windows: random intensity windows in cached units (CT; empty for none).
+        views_engine: ``sample`` (per-image MONAI views in DataLoader workers) or ``batch``
+            (whole-batch Kornia views on the training device, 2D without windows; see
+            :mod:`medssl.data.batch_views`). The two draw different random views.
     """
 
     method: str = "simclr"
@@ -76,6 +80,7 @@ class PretrainConfig:
     flip: bool = False
     noise_std: float = 0.03
     windows: tuple[tuple[float, float], ...] = ()
+    views_engine: str = "sample"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -89,6 +94,9 @@ class PretrainConfig:
             )
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"pretrain.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.views_engine == "auto":
+            raise ValueError("pretrain.views.engine: resolve 'auto' first (resolve_engine)")
+        resolve_engine(self.views_engine, self.spatial_dims, self.windows)
         if not 0 < self.min_crop <= 1:
             raise ValueError(f"pretrain.views.min_crop must be in (0, 1], got {self.min_crop}")
 

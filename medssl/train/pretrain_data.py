@@ -1,13 +1,16 @@
 """The pretraining data path: the method's random views, batch sizes, the seeded loader.
 
-Views are drawn in DataLoader workers from the cached images, seeded per
-``(seed, epoch, image)`` (:class:`medssl.data.dataset.ViewDataset`), so they depend neither
-on the number of workers nor on where a resumed run restarts
+Views are drawn from the cached images either per image in DataLoader workers (engine
+``sample``, :class:`medssl.data.dataset.ViewDataset`, seeded per ``(seed, epoch, image)``)
+or per batch on the training device (engine ``batch``,
+:class:`medssl.data.batch_views.ViewBatches`, seeded from its images' seeds); either way
+they depend neither on the number of workers nor on where a resumed run restarts
 (:class:`medssl.train.distributed.EpochSampler`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -15,7 +18,8 @@ from monai.transforms.compose import Compose
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from medssl.data.dataset import ViewDataset
+from medssl.data.batch_views import BatchViews, ViewBatches
+from medssl.data.dataset import KeyedImages, ViewDataset
 from medssl.data.transforms import mae_view, ssl_views
 from medssl.train import distributed as dist
 from medssl.train.determinism import seed_worker
@@ -41,6 +45,18 @@ def build_views(c: PretrainConfig) -> Compose:
     )
 
 
+def build_batch_views(c: PretrainConfig, n_views: int) -> BatchViews:
+    """The whole-batch view maker of the configured method (engine ``batch``)."""
+    return BatchViews(
+        c.image_size,
+        n_views,
+        min_crop=c.min_crop,
+        flip=c.flip,
+        noise_std=c.noise_std,
+        light=c.method == "mae",
+    )
+
+
 def batch_sizes(c: PretrainConfig, n: int, world: int) -> tuple[int, int]:
     """``(per-rank batch, steps per epoch)`` for ``n`` images on ``world`` ranks."""
     per_rank = min(c.batch_size, n) // world
@@ -59,8 +75,11 @@ def make_loader(
     info: dist.DistInfo,
     n_views: int,
     per_rank: int,
-) -> tuple[DataLoader[torch.Tensor], dist.EpochSampler]:
-    """Views of the cached images, ``(per_rank, n_views, 1, *spatial)`` batches, in workers.
+) -> tuple[Iterable[torch.Tensor], dist.EpochSampler]:
+    """Views of the cached images, ``(per_rank, n_views, 1, *spatial)`` batches.
+
+    With ``c.views_engine == "sample"`` the views are made in the loader's workers; with
+    ``"batch"`` the loader yields images and the views are drawn on ``info.device``.
 
     Args:
         images: cached images (see :func:`medssl.train.pretrain.pretrain`).
@@ -73,9 +92,13 @@ def make_loader(
     Returns:
         The loader and its sampler (call ``set_epoch`` / ``set_start`` before each epoch).
     """
-    dataset = ViewDataset(images, build_views(c), n_views, c.seed)
+    dataset: TorchDataset[Any]
+    if c.views_engine == "batch":
+        dataset = KeyedImages(images, c.seed)
+    else:
+        dataset = ViewDataset(images, build_views(c), n_views, c.seed)
     sampler = dist.EpochSampler(dataset, info.world_size, info.rank, c.seed)
-    loader = DataLoader(
+    loader: DataLoader[Any] = DataLoader(
         dataset,
         batch_size=per_rank,
         sampler=sampler,
@@ -87,4 +110,8 @@ def make_loader(
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(c.seed),
     )
+    if c.views_engine == "batch":
+        return ViewBatches(
+            loader, build_batch_views(c, n_views).to(info.device), info.device
+        ), sampler
     return loader, sampler

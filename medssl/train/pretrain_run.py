@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from dvclive.live import Live
 
+from medssl.data.batch_views import resolve_engine
 from medssl.data.dataset import DiskCachedImages, load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
 from medssl.data.reserve import ReserveError, pool_images, read_reserve
@@ -119,6 +120,7 @@ def pretrain_config(
         flip=params.views.flip,
         noise_std=params.views.noise_std,
         windows=tuple(windows),
+        views_engine=resolve_engine(params.views.engine, model.spatial_dims, windows),
     )
 
 

@@ -238,3 +238,30 @@ def test_continued_pretraining_starts_from_the_given_weights(
     bad, _ = build_encoder("resnet18", 2, 1, False)
     with pytest.raises(RuntimeError, match="size mismatch|Missing key|Unexpected key"):
         _run(tmp_path / "bad", config, init=bad.state_dict())
+
+
+@pytest.mark.slow
+def test_batch_views_resume_bit_identically_in_bf16(tmp_path: Path) -> None:
+    """The default CPU mode (bf16 autocast, whole-batch views): interrupted by SIGTERM and
+    resumed, a run ends with the weights of an uninterrupted one; the views differ from the
+    per-image engine's."""
+    config = dataclasses.replace(TINY, views_engine="batch", precision="bf16")
+    full = _run(tmp_path / "full", config)
+
+    def term_at_step_4(step: int, metrics: dict[str, float]) -> None:
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted):
+        _run(tmp_path / "run", config, on_metrics=term_at_step_4)
+    resumed = _run(tmp_path / "run", config)
+    assert resumed.resumed_from_step == 4 and _same(resumed.encoder, full.encoder)
+    sample = _run(tmp_path / "sample", dataclasses.replace(config, views_engine="sample"))
+    assert not _same(sample.encoder, full.encoder)
+
+
+def test_batch_views_need_2d_images_without_windows() -> None:
+    with pytest.raises(ValueError, match="pretrain.views.engine 'batch'"):
+        dataclasses.replace(TINY, views_engine="batch", spatial_dims=3)
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        dataclasses.replace(TINY, views_engine="auto")
