@@ -61,6 +61,17 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def dotted_override(item: str) -> dict[str, Any]:
+    """``"a.b=VALUE"`` -> ``{"a": {"b": VALUE}}`` (VALUE parsed as YAML), as ``dvc exp run -S``."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SystemExit(f"error: --set {item!r}: expected KEY=VALUE, e.g. pretrain.seed=1")
+    value: Any = yaml.safe_load(raw)
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return dict(value)
+
+
 def read_labels(data: Path) -> pd.DataFrame:
     """``labels.csv`` of the folder, checked for the benchmark's columns and ``reserve.csv``."""
     table = pd.read_csv(data / "labels.csv", dtype=str, keep_default_na=False)
@@ -228,6 +239,13 @@ def main() -> None:
     parser.add_argument(
         "--seeds", help="comma-separated fine-tuning seeds instead of the preset's (e.g. 0)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key of the preset, YAML value (e.g. pretrain.seed=1; repeatable)",
+    )
     args = parser.parse_args()
     oracle_seeds = [int(v) for v in args.oracle_seeds.split(",") if v.strip()]
     set_threads(args.threads)
@@ -242,6 +260,8 @@ def main() -> None:
         preset = merge(preset, {"model": {"image_size": args.image_size}})
     if args.seeds:
         preset = merge(preset, {"finetune": {"seeds": [int(v) for v in args.seeds.split(",")]}})
+    for item in args.set:
+        preset = merge(preset, dotted_override(item))
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="medssl-bench-")
