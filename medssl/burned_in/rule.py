@@ -12,10 +12,10 @@ A text fires the rule when it holds any of:
   least three digits (record numbers, accession numbers, compact dates);
 * ``person_name``: a family name and a given name joined by a comma or caret: a family
   name of four or more capitals and any given name (``MUELLER, Anna``; OCR often gets the
-  given name's case wrong), three capitals and a capitalised given name (``DOE, JANE``),
-  or both capitalised (``Doe^Jane``); doubled or dotted commas as OCR reads them are
-  accepted. Short or mixed-case pairs (``OF, uat``, ``Mae, ahhh``) are how OCR misreads
-  anatomy, not how names are printed.
+  given name's case wrong, or reads it onto the next line), three capitals and a
+  capitalised given name (``DOE, JANE``), or both capitalised (``Doe^Jane``); doubled or
+  dotted commas as OCR reads them are accepted. Short or mixed-case pairs (``OF, uat``,
+  ``Mae, ahhh``) are how OCR misreads anatomy, not how names are printed.
 
 Only rule names leave this module, never the text.
 """
@@ -26,7 +26,7 @@ import re
 
 _DATE = re.compile(r"\d{1,4} ?[-./] ?\d{1,2} ?[-./] ?\d{2,4}")
 _DIGITISH = re.compile(r"[0-9OoIlSB|]{5,}")
-_SEP = r" ?[,^][,.^]? ?"
+_SEP = r"\s?[,^][,.^]?\s?"
 _NAME = re.compile(
     rf"(?<![A-Za-z])(?:[A-Z]{{4,}}{_SEP}[A-Za-z]{{2,}}|[A-Z]{{3}}{_SEP}[A-Z]{{2,}}"
     rf"|[A-Z][a-z]{{2,}}{_SEP}[A-Z][a-z]+)(?![a-z])"

@@ -21,6 +21,9 @@ from medssl.burned_in.rule import identity_rules
 POLICIES = ("quarantine", "redact", "flag", "off")
 #: Pixels added around each region before blacking it out.
 REDACT_MARGIN = 4
+#: The region that read as identity grows by this fraction of its height on every side: an
+#: annotation is a block of lines, and the detector may have split off its next line.
+FIRED_GROWTH = 0.5
 #: Glyph-sized blobs on one line needed before a region is read (an identity has more:
 #: "ID 1234567" has nine; a laterality marker has one).
 MIN_GLYPHS = 4
@@ -37,12 +40,14 @@ class ScreenResult:
         n_regions: candidate regions found by the detector.
         n_read: OCR calls made.
         regions: every candidate region (display coordinates), for redaction.
+        fired: the region that read as identity, or None.
     """
 
     rules: tuple[str, ...]
     n_regions: int
     n_read: int
     regions: list[Region] = field(default_factory=list)
+    fired: Region | None = None
 
     @property
     def found(self) -> bool:
@@ -77,26 +82,31 @@ def screen_image(array: NDArray[np.generic]) -> ScreenResult:
             text = ocr.read(image)
             rules = identity_rules(text)
             if rules:
-                return ScreenResult(rules, len(regions), n_read, regions)
+                return ScreenResult(rules, len(regions), n_read, regions, region)
             if k >= 1 and not _WORDLIKE.search(text):
                 break  # nothing word-like twice: the stretched rendering will not help
     return ScreenResult((), len(regions), n_read, regions)
 
 
-def redact(array: NDArray[np.generic], regions: list[Region]) -> NDArray[np.generic]:
-    """A copy of ``array`` with every region (plus :data:`REDACT_MARGIN`) set to its minimum.
+def redact(array: NDArray[np.generic], found: ScreenResult) -> NDArray[np.generic]:
+    """A copy of ``array`` with every region of ``found`` set to the image's minimum.
+
+    Each region grows by :data:`REDACT_MARGIN` pixels; the region that read as identity
+    by :data:`FIRED_GROWTH` of its height when that is more (the rest of its block).
 
     Args:
         array: ``(X, Y)`` image (NIfTI order); regions are in display order (rows, columns).
-        regions: from :func:`screen_image`.
+        found: from :func:`screen_image`.
 
     Returns:
         ``(X, Y)`` array of the same dtype.
     """
     out = np.array(array, copy=True)
     fill = out.min()
-    m = REDACT_MARGIN
-    for region in regions:
+    for region in found.regions:
         r0, c0, r1, c1 = region.box
+        m = REDACT_MARGIN
+        if region == found.fired:
+            m = max(m, round(FIRED_GROWTH * (r1 - r0)))
         out[max(0, c0 - m) : c1 + m, max(0, r0 - m) : r1 + m] = fill
     return out

@@ -124,21 +124,30 @@ def _decode(
 def _screen(image: DecodedImage, policy: str) -> DecodedImage:
     """Apply the burned-in text policy to a 2D image (3D volumes pass unchanged).
 
+    Radiographs are screened on their stored values (``image.screen_pixels``), other
+    images on ``image.array``; redaction blacks out both.
+
     Raises:
         DicomError: ``burned_in_text`` (policy quarantine, or text left after redaction).
     """
     if policy == "off" or image.array.ndim != 2:
         return image
-    found = screen_image(image.array)
+    pixels = image.array if image.screen_pixels is None else image.screen_pixels
+    found = screen_image(pixels)
     if not found.found:
         return image
     message = f"burned-in text, rule {'+'.join(found.rules)} ({found.n_regions} text regions)"
     if policy == "flag":
         return replace(image, flags=[*image.flags, "burned_in_text"])
     if policy == "redact":
-        cleaned = replace(image, array=redact(image.array, found.regions))
-        if not screen_image(cleaned.array).found:
-            return replace(cleaned, flags=[*image.flags, "text_redacted"])
+        cleaned = redact(pixels, found)
+        if not screen_image(cleaned).found:
+            return replace(
+                image,
+                array=redact(image.array, found),
+                flags=[*image.flags, "text_redacted"],
+                screen_pixels=None,
+            )
         message += "; still readable after redaction"
     raise DicomError("burned_in_text", message)
 

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medssl.burned_in import screen_image
 from medssl.ingest import IngestOptions, ingest
+from medssl.io.dicom.decode import decode_projection
 from medssl.io.pseudonym import DEMO_SECRET
 from tests.burned_in.test_screen import planted_strings_read, read_everything
 from tests.burned_in.text_images import IDENTITY, draw, radiograph
@@ -68,6 +70,28 @@ def test_flag_and_off_keep_the_image(tmp_path: Path, policy: str, flag: str | No
     assert quarantine.empty and len(manifest) == 2
     flagged = manifest["qc_flags"].str.contains("burned_in_text").sum()
     assert flagged == (1 if flag else 0)
+
+
+def test_text_on_anatomy_the_presentation_clips_is_screened_on_stored_values(
+    tmp_path: Path,
+) -> None:
+    """White text over a bright plate: the presentation's robust range clips the plate's
+    brightest pixels to the text's code, so the written image shows the text at low
+    contrast (a person reads it) and a screen of the codes finds nothing; the stored values
+    keep the text at its own extreme, and ingestion quarantines the file."""
+    image = radiograph(seed=3).astype(np.int32)
+    image[0:64, 0:256] = 3400 + np.random.default_rng(0).normal(0, 40, (64, 256))
+    burned = draw(np.clip(image, 0, 4095).astype(np.uint16), IDENTITY, (16, 8), 16, True)
+    ds = pixels(cr_dataset(1), burned)
+    decoded = decode_projection(ds)
+    assert decoded.screen_pixels is not None
+    assert np.array_equal(decoded.screen_pixels, ds.pixel_array.T)
+    assert not screen_image(decoded.array).found  # why the codes are not what is screened
+    save(ds, tmp_path / "src" / "cr_1.dcm")
+    out = tmp_path / "out"
+    ingest([tmp_path / "src"], out, secret=DEMO_SECRET, options=IngestOptions(workers=1))
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
+    assert quarantine["reason"].tolist() == ["burned_in_text"]
 
 
 def test_unknown_policy_is_refused() -> None:

@@ -19,6 +19,7 @@ from medssl.burned_in.rule import identity_rules
         ("Doe^Jane", "person_name"),
         ("ROSSI,, SOFIA", "person_name"),
         ("SCHMIDT, manial", "person_name"),  # OCR got the given name's case wrong
+        ("YILMAZ,\nSOFIA", "person_name"),  # the given name read onto the next line
     ],
 )
 def test_identity_forms_fire(text: str, rule: str) -> None:

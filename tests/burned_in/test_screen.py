@@ -7,7 +7,8 @@ import pytest
 import tesserocr
 
 from medssl.burned_in import ocr, redact, screen_image, shows_pixel_identity
-from medssl.burned_in.detect import to_display
+from medssl.burned_in.detect import Region, to_display
+from medssl.burned_in.screen import REDACT_MARGIN, ScreenResult
 from tests.burned_in.text_images import IDENTITY, draw, radiograph
 
 
@@ -45,10 +46,26 @@ def test_identity_is_found_and_redaction_leaves_nothing_readable(
     found = screen_image(array)
     assert found.found and found.n_read >= 1
     assert set(found.rules) <= {"date", "digit_run", "person_name"}
-    cleaned = redact(array, found.regions)
+    cleaned = redact(array, found)
     assert cleaned.dtype == array.dtype and cleaned.shape == array.shape
     assert planted_strings_read(read_everything(cleaned)) == []
     assert not screen_image(cleaned).found
+
+
+def test_redaction_grows_the_region_that_read_as_identity() -> None:
+    """The fired region loses half its height more on every side (the rest of its block);
+    other candidates lose the fixed margin."""
+    fired = Region((100, 100, 120, 200), bright=True)
+    other = Region((300, 300, 310, 320), bright=True)
+    found = ScreenResult(("person_name",), 2, 1, [fired, other], fired)
+    display = np.full((400, 400), 7, np.uint16)
+    display[399, 399] = 0  # the fill value: the image's minimum
+    out = redact(np.ascontiguousarray(display.T), found).T
+    assert out.dtype == np.uint16 and set(np.unique(out)) == {0, 7}
+    rows, cols = np.nonzero(out[:380, :250] != 7)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (90, 129, 90, 209)
+    rows, cols = np.nonzero(out[:380, 250:] != 7)
+    assert (rows.min(), rows.max()) == (300 - REDACT_MARGIN, 309 + REDACT_MARGIN)
 
 
 def test_clean_radiograph_with_laterality_marker_passes() -> None:

@@ -58,12 +58,18 @@ class DecodedImage:
         affine: ``(4, 4)`` voxel-to-RAS matrix in mm.
         flags: QC flags raised while decoding (e.g. ``"nonuniform_spacing"``).
         scale: value of one unit of ``array`` (NIfTI ``scl_slope``); None means 1.
+        screen_pixels: ``(X, Y)`` stored values of a radiograph, before the VOI window and
+            the robust range of its presentation codes, for the burned-in text screen
+            (:mod:`medssl.burned_in`): text is drawn at the stored extreme, and the
+            presentation clips the brightest and darkest anatomy to that same code. None:
+            the screen reads ``array``. Never written.
     """
 
     array: npt.NDArray[Any]
     affine: npt.NDArray[np.float64]
     flags: list[str] = field(default_factory=list)
     scale: float | None = None
+    screen_pixels: npt.NDArray[Any] | None = None
 
 
 def assemble_slices(frames: Sequence[Frame]) -> list[DecodedImage]:

@@ -80,7 +80,9 @@ def decode_projection(ds: Dataset) -> DecodedImage:
     flags = [] if spacing_or_none(ds) else ["spacing_unknown"]
     flags += image_type_flags([ds])
     codes = presentation_codes(ds, stored).T  # Fortran order, as NIfTI stores it
-    return DecodedImage(codes, image_affine(ds), flags, scale=PRESENTATION_SCALE)
+    return DecodedImage(
+        codes, image_affine(ds), flags, scale=PRESENTATION_SCALE, screen_pixels=stored.T
+    )
 
 
 def decode_series(datasets: Sequence[Dataset]) -> DecodedImage:
