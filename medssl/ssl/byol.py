@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.ssl.heads import Gather, mlp_head, no_gather, stack_views
+from medssl.ssl.precision import full_precision, no_autocast
 
 
 def regression_loss(q: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``2 - 2 cos(q, z)`` per row, averaged (BYOL eq. 2), computed in float32.
+    """``2 - 2 cos(q, z)`` per row, averaged (BYOL eq. 2), in float32 with autocast off.
 
     Args:
         q: ``(B, P)`` online predictions.
@@ -36,8 +37,9 @@ def regression_loss(q: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar loss in [0, 4].
     """
-    cos = F.cosine_similarity(q.float(), z.float().detach(), dim=1)
-    return (2.0 - 2.0 * cos).mean()
+    with no_autocast(q):
+        cos = F.cosine_similarity(full_precision(q), full_precision(z).detach(), dim=1)
+        return (2.0 - 2.0 * cos).mean()
 
 
 def momentum_at(step: int, total: int, base: float) -> float:

@@ -15,6 +15,7 @@ from monai.networks.nets.masked_autoencoder_vit import MaskedAutoEncoderViT
 from torch import nn
 
 from medssl.models.encoders import ViTSpec
+from medssl.ssl.precision import full_precision, no_autocast
 
 #: Keys of ``MaskedAutoEncoderViT.state_dict()`` that form the encoder (positions are fixed).
 ENCODER_PREFIXES = ("cls_token", "patch_embedding.patch_embeddings.", "blocks.")
@@ -57,13 +58,15 @@ def masked_mse(
     Returns:
         Scalar loss.
     """
-    if norm_pix:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6) ** 0.5
-    per_patch = (pred - target).pow(2).mean(dim=-1)  # (B, L)
-    mask = mask.to(per_patch.dtype)
-    return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+    with no_autocast(pred):
+        pred, target = full_precision(pred), full_precision(target)
+        if norm_pix:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
+        per_patch = (pred - target).pow(2).mean(dim=-1)  # (B, L)
+        mask = mask.to(per_patch.dtype)
+        return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class MAE(nn.Module):

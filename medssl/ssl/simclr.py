@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.ssl.heads import Gather, JointEmbedding, mlp_head, no_gather
+from medssl.ssl.precision import full_precision, no_autocast
 
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -25,18 +26,20 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.T
         temperature: softmax temperature tau > 0.
 
     Returns:
-        Scalar loss; every other row of both views is a negative.
+        Scalar loss; every other row of both views is a negative. Computed in float32
+        with autocast off (:mod:`medssl.ssl.precision`).
     """
     if z_a.shape != z_b.shape or z_a.ndim != 2:
         raise ValueError(f"expected two (N, D) tensors, got {tuple(z_a.shape)}, {tuple(z_b.shape)}")
     n = z_a.shape[0]
-    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2N, D)
-    logits = (z @ z.T) / temperature  # (2N, 2N) cosine similarities / tau
-    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    idx = torch.arange(n, device=z.device)
-    targets = torch.cat([idx + n, idx])  # the other view of the same image
-    return F.cross_entropy(logits, targets)
+    with no_autocast(z_a):  # see Returns
+        z = F.normalize(full_precision(torch.cat([z_a, z_b])), dim=1)  # (2N, D)
+        logits = (z @ z.T) / temperature  # (2N, 2N) cosine similarities / tau
+        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        idx = torch.arange(n, device=z.device)
+        targets = torch.cat([idx + n, idx])  # the other view of the same image
+        return F.cross_entropy(logits, targets)
 
 
 class SimCLR(JointEmbedding):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.ssl.heads import Gather, JointEmbedding, mlp_head, no_gather
+from medssl.ssl.precision import full_precision, no_autocast
 
 
 def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
@@ -39,22 +40,24 @@ def vicreg_loss(
         eps: added to the variance before the square root.
 
     Returns:
-        Scalar loss.
+        Scalar loss, computed in float32 with autocast off.
     """
     if z_a.shape != z_b.shape or z_a.ndim != 2 or z_a.shape[0] < 2:
         shapes = f"{tuple(z_a.shape)}, {tuple(z_b.shape)}"
         raise ValueError(f"expected two (N>=2, D) tensors, got {shapes}")
     n, d = z_a.shape
-    invariance = F.mse_loss(z_a, z_b)
-    z_a = z_a - z_a.mean(dim=0)
-    z_b = z_b - z_b.mean(dim=0)
-    std_a = torch.sqrt(z_a.var(dim=0) + eps)
-    std_b = torch.sqrt(z_b.var(dim=0) + eps)
-    variance = F.relu(1 - std_a).mean() / 2 + F.relu(1 - std_b).mean() / 2
-    cov_a = (z_a.T @ z_a) / (n - 1)
-    cov_b = (z_b.T @ z_b) / (n - 1)
-    covariance = _off_diagonal(cov_a).pow(2).sum() / d + _off_diagonal(cov_b).pow(2).sum() / d
-    return sim_weight * invariance + var_weight * variance + cov_weight * covariance
+    with no_autocast(z_a):  # float32 covariances
+        z_a, z_b = full_precision(z_a), full_precision(z_b)
+        invariance = F.mse_loss(z_a, z_b)
+        z_a = z_a - z_a.mean(dim=0)
+        z_b = z_b - z_b.mean(dim=0)
+        std_a = torch.sqrt(z_a.var(dim=0) + eps)
+        std_b = torch.sqrt(z_b.var(dim=0) + eps)
+        variance = F.relu(1 - std_a).mean() / 2 + F.relu(1 - std_b).mean() / 2
+        cov_a = (z_a.T @ z_a) / (n - 1)
+        cov_b = (z_b.T @ z_b) / (n - 1)
+        covariance = _off_diagonal(cov_a).pow(2).sum() / d + _off_diagonal(cov_b).pow(2).sum() / d
+        return sim_weight * invariance + var_weight * variance + cov_weight * covariance
 
 
 class VICReg(JointEmbedding):
