@@ -4,12 +4,10 @@ The per-image path (:mod:`medssl.data.transforms`, MONAI dictionary-free transfo
 DataLoader workers) costs a CPU core per loader worker and cannot use a GPU. Here the same
 kinds of views are drawn for every image of a batch in one call of Kornia's batched
 augmentations (Riba et al., "Kornia: an open source differentiable computer vision library
-for PyTorch", WACV 2020), on the device the model runs on, with the distributions of
-:func:`medssl.data.transforms.ssl_views` (SimCLR, Chen et al. 2020): a crop whose edges
-are drawn independently in ``[min_crop, 1]`` of the image, resized back; a random affine
-(rotation, scale; border padding); gamma; intensity scaling; Gaussian blur; Gaussian noise
-of a standard deviation drawn per image. MAE views (He et al. 2022) are the crop (and flip)
-only.
+for PyTorch", WACV 2020), on the device the model runs on: a random resized crop, a random
+affine (rotation, scale; border padding), gamma, intensity scaling, Gaussian blur and
+noise, as in :func:`medssl.data.transforms.ssl_views` (SimCLR, Chen et al. 2020); MAE
+views (He et al. 2022) are the crop (and flip) only.
 
 Seeding: each batch's views are drawn from one seed derived from the per-image view seeds
 (:func:`medssl.data.dataset.view_seed`, i.e. ``(seed, epoch, index)``) of its images, so
@@ -28,7 +26,6 @@ from dataclasses import dataclass
 import kornia.augmentation as K
 import numpy as np
 import torch
-from kornia.geometry.transform import crop_and_resize
 from torch import nn
 
 #: ``pretrain.views.engine`` values: ``batch`` (this module), ``sample`` (per image, in
@@ -80,58 +77,25 @@ class _ScaleIntensity(K.IntensityAugmentationBase2D):
         return input * (1.0 + factor)
 
 
-class _GaussianNoise(K.IntensityAugmentationBase2D):
-    """``x + N(0, s^2)``, ``s ~ U(0, std)`` per image (MONAI ``RandGaussianNoise``, whose
-    ``sample_std`` draws the standard deviation per call)."""
-
-    def __init__(self, std: float, p: float) -> None:
-        super().__init__(p=p)
-        self._param_generator = K.random_generator.PlainUniformGenerator(
-            ((0.0, std), "std", None, None)
-        )
-
-    def apply_transform(
-        self,
-        input: torch.Tensor,
-        params: dict[str, torch.Tensor],
-        flags: dict[str, object],
-        transform: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        std = params["std"].to(input).view(-1, *[1] * (input.dim() - 1))
-        return input + torch.randn_like(input) * std
-
-
-def crop_boxes(n: int, image_size: int, min_edge: int, device: torch.device) -> torch.Tensor:
-    """Random crop boxes as MONAI's ``RandSpatialCrop(random_size=True)`` draws them.
-
-    Each edge is an integer uniform in ``[min_edge, image_size]``, independently, and the
-    box lies anywhere inside the image.
-
-    Returns:
-        ``(n, 4, 2)`` corners ``(x, y)``: top-left, top-right, bottom-right, bottom-left
-        (Kornia's box format), in pixels.
-    """
-    w = torch.randint(min_edge, image_size + 1, (n,))
-    h = torch.randint(min_edge, image_size + 1, (n,))
-    x0 = (torch.rand(n) * (image_size - w + 1)).floor()
-    y0 = (torch.rand(n) * (image_size - h + 1)).floor()
-    x1, y1 = x0 + w - 1, y0 + h - 1
-    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-    return torch.stack([torch.stack(c, dim=1) for c in corners], dim=1).float().to(device)
-
-
-def _augmentations(noise_std: float, flip: bool, light: bool) -> nn.Sequential:
-    """The Kornia pipeline after the crop, on ``(B, 1, H, W)`` images in [0, 1]."""
-    steps: list[nn.Module] = []
+def _augmentations(
+    image_size: int, min_crop: float, flip: bool, noise_std: float, light: bool
+) -> nn.Sequential:
+    """The Kornia pipeline on ``(B, 1, H, W)`` images in [0, 1]."""
+    edge = max(4, int(image_size * min_crop)) / image_size
+    steps: list[nn.Module] = [
+        # each edge in [min_crop, 1] of the image, as MONAI's random-size crop: area
+        # fraction in [min_crop^2, 1], aspect ratio within [min_crop, 1 / min_crop]
+        K.RandomResizedCrop(
+            (image_size, image_size), scale=(edge * edge, 1.0), ratio=(edge, 1.0 / edge), p=1.0
+        ),
+    ]
     if not light:
         steps += [
-            K.RandomAffine(
-                degrees=9.74, scale=(0.9, 1.1, 0.9, 1.1), padding_mode="border", p=0.8
-            ),  # rotation of up to 0.17 rad, each axis scaled by 0.9-1.1 (``RandAffine``)
+            K.RandomAffine(degrees=9.74, scale=(0.9, 1.1), padding_mode="border", p=0.8),
             K.RandomGamma(gamma=(0.6, 1.6), p=0.8),
             _ScaleIntensity(0.2, p=0.8),
             K.RandomGaussianBlur((5, 5), sigma=(0.25, 1.0), p=0.3),
-            _GaussianNoise(noise_std, p=0.5),
+            K.RandomGaussianNoise(std=noise_std, p=0.5),
         ]
     if flip:
         steps.append(K.RandomVerticalFlip(p=0.5))  # the first spatial axis, as ``ssl_views``
@@ -162,9 +126,7 @@ class BatchViews(nn.Module):
     ) -> None:
         super().__init__()
         self.n_views = n_views
-        self.image_size = image_size
-        self.min_edge = max(4, int(image_size * min_crop))  # as ``ssl_views``
-        self.augment = _augmentations(noise_std, flip, light)
+        self.augment = _augmentations(image_size, min_crop, flip, noise_std, light)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -173,9 +135,7 @@ class BatchViews(nn.Module):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             stacked = images.float().repeat(self.n_views, 1, 1, 1)  # view-major
-            boxes = crop_boxes(len(stacked), self.image_size, self.min_edge, images.device)
-            size = (self.image_size, self.image_size)
-            views: torch.Tensor = self.augment(crop_and_resize(stacked, boxes, size))
+            views: torch.Tensor = self.augment(stacked)
         b = images.shape[0]
         return views.view(self.n_views, b, *views.shape[1:]).transpose(0, 1).contiguous()
 

@@ -6,13 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from medssl.data.batch_views import (
-    BatchViews,
-    ViewBatches,
-    batch_seed,
-    crop_boxes,
-    resolve_engine,
-)
+from medssl.data.batch_views import BatchViews, ViewBatches, batch_seed, resolve_engine
 from medssl.data.dataset import KeyedImages, view_seed
 from medssl.train.distributed import EpochSampler
 
@@ -83,15 +77,3 @@ def test_engine_resolution() -> None:
         resolve_engine("batch", 3, [])
     with pytest.raises(ValueError, match="pretrain.views.engine must be one of"):
         resolve_engine("gpu", 2, [])
-
-
-def test_crop_boxes_draw_each_edge_in_range_inside_the_image() -> None:
-    """As MONAI's random-size crop: integer edges in [min_edge, size], independently."""
-    torch.manual_seed(0)
-    boxes = crop_boxes(4000, 28, 14, torch.device("cpu"))
-    assert boxes.shape == (4000, 4, 2)
-    w = boxes[:, 1, 0] - boxes[:, 0, 0] + 1
-    h = boxes[:, 2, 1] - boxes[:, 1, 1] + 1
-    assert set(w.long().tolist()) == set(range(14, 29)) == set(h.long().tolist())
-    assert float(boxes.min()) >= 0 and float(boxes.max()) <= 27
-    assert abs(float(torch.corrcoef(torch.stack([w, h]))[0, 1])) < 0.05
