@@ -6,8 +6,10 @@ kinds of views are drawn for every image of a batch in one call of Kornia's batc
 augmentations (Riba et al., "Kornia: an open source differentiable computer vision library
 for PyTorch", WACV 2020), on the device the model runs on: a random resized crop, a random
 affine (rotation, scale; border padding), gamma, intensity scaling, Gaussian blur and
-noise, as in :func:`medssl.data.transforms.ssl_views` (SimCLR, Chen et al. 2020); MAE
-views (He et al. 2022) are the crop (and flip) only.
+noise, the kinds and ranges of :func:`medssl.data.transforms.ssl_views` (SimCLR, Chen et
+al. 2020) but not their exact distributions (Kornia's crop draws area and aspect, its noise
+a fixed standard deviation); MAE views (He et al. 2022) are the crop (and flip) only. The
+two engines therefore give different weights.
 
 Seeding: each batch's views are drawn from one seed derived from the per-image view seeds
 (:func:`medssl.data.dataset.view_seed`, i.e. ``(seed, epoch, index)``) of its images, so
@@ -83,8 +85,9 @@ def _augmentations(
     """The Kornia pipeline on ``(B, 1, H, W)`` images in [0, 1]."""
     edge = max(4, int(image_size * min_crop)) / image_size
     steps: list[nn.Module] = [
-        # each edge in [min_crop, 1] of the image, as MONAI's random-size crop: area
-        # fraction in [min_crop^2, 1], aspect ratio within [min_crop, 1 / min_crop]
+        # the range of MONAI's random-size crop (each edge in [min_crop, 1]): area in
+        # [min_crop^2, 1], aspect within [min_crop, 1 / min_crop]; the distributions differ
+        # (drawing MONAI's exactly measured no better: docs/benchmarks.md)
         K.RandomResizedCrop(
             (image_size, image_size), scale=(edge * edge, 1.0), ratio=(edge, 1.0 / edge), p=1.0
         ),
