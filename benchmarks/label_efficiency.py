@@ -61,6 +61,17 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def resolve_preset(presets: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Preset ``name`` with its ``extends:`` chain merged in (the named preset first)."""
+    block = dict(presets[name])
+    base = block.pop("extends", None)
+    if base is None:
+        return block
+    if base not in presets or base == name:
+        raise SystemExit(f"error: preset {name!r} extends unknown preset {base!r}")
+    return merge(resolve_preset(presets, base), block)
+
+
 def dotted_override(item: str) -> dict[str, Any]:
     """``"a.b=VALUE"`` -> ``{"a": {"b": VALUE}}`` (VALUE parsed as YAML), as ``dvc exp run -S``."""
     key, sep, raw = item.partition("=")
@@ -255,7 +266,7 @@ def main() -> None:
     name = "quick" if args.quick else args.preset
     if name not in presets:
         raise SystemExit(f"error: --preset {name!r} not in {args.presets} ({sorted(presets)})")
-    preset = presets[name]
+    preset = resolve_preset(presets, name)
     if args.image_size is not None:
         preset = merge(preset, {"model": {"image_size": args.image_size}})
     if args.seeds:

@@ -142,11 +142,9 @@ def _screen(image: DecodedImage, policy: str) -> DecodedImage:
     if policy == "redact":
         cleaned = redact(pixels, found)
         if not screen_image(cleaned).found:
+            array = cleaned if pixels is image.array else redact(image.array, found)
             return replace(
-                image,
-                array=redact(image.array, found),
-                flags=[*image.flags, "text_redacted"],
-                screen_pixels=None,
+                image, array=array, flags=[*image.flags, "text_redacted"], screen_pixels=None
             )
         message += "; still readable after redaction"
     raise DicomError("burned_in_text", message)

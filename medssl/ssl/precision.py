@@ -1,12 +1,11 @@
 """Losses in full precision inside a bfloat16 autocast region.
 
 The encoders run under ``torch.autocast(dtype=torch.bfloat16)`` (``pretrain.precision:
-bf16``), where matrix products are cast to bfloat16: 8 bits of mantissa, so a cosine
-similarity is off by up to about 0.004, a contrastive logit at temperature 0.2 by about
-0.02, as large as the gaps between hard negatives; covariances and variances suffer alike.
-Each loss therefore runs with autocast off on inputs of at least float32 (the approach of
-PyTorch's automatic mixed precision recipes: "ops that need precision, like losses and
-reductions, in float32").
+bf16``), where matrix products are cast to bfloat16: 8 bits of mantissa, a relative rounding of
+2^-8, so a cosine similarity can be off by about 0.004 and a contrastive logit at
+temperature 0.2 by about 0.02; covariances and variances are rounded alike.
+Each loss therefore runs with autocast off on inputs of at least float32, as mixed-precision
+training usually keeps losses and reductions in full precision.
 """
 
 from __future__ import annotations
