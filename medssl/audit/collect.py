@@ -29,6 +29,7 @@ from medssl.data.splits import patient_overlap
 from medssl.io.pseudonym import PROFILE_VERSION
 from medssl.params import read_yaml
 from medssl.runs import RUN_JSON
+from medssl.workspace import PIPELINE_FILE
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def collect_record(inputs: AuditInputs) -> Collected:
     """
     root = inputs.root
     params = read_yaml(inputs.params)
-    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text()) or {}
+    dvc_yaml = yaml.safe_load((root / PIPELINE_FILE).read_text()) or {}
     lock = read_lock(root / LOCK_NAME)
     stages = recorded_stages(lock, pipeline_stage_names(dvc_yaml, params), inputs.out.as_posix())
     splits = pd.read_csv(inputs.splits, dtype=str)

@@ -27,10 +27,11 @@ import pandas as pd
 from medssl.audit.dvcstate import producer_of
 from medssl.audit.errors import AuditError
 from medssl.runs import find_run_dir
+from medssl.workspace import PIPELINE_FILE
 
 RECORD_VERSION = 1
 #: Code paths hashed into the record's code version, relative to the workspace root.
-CODE_PATHS = ("medssl", "pipelines", "dvc.yaml")
+CODE_PATHS = ("medssl", "pipelines", PIPELINE_FILE)
 #: Metrics reported as headline metrics when the record carries ``<name>_ci_low/high``.
 HEADLINE_METRICS = ("auroc", "auprc", "sens_at_spec90", "sens_at_spec95")
 
