@@ -142,5 +142,8 @@ def split_labels(
     usable = manifest.loc[manifest["spatial_dims"] == spatial_dims, ["image_id"]]
     train = usable.merge(splits[splits["split"] == "train"], on="image_id")
     val_fraction = split.budget_val_fraction if split.validation == "budget" else 0.0
-    counts = check_budgets(train.merge(table, on="image_id"), budgets, seeds, val_fraction)
+    cross_fit = split.cross_fit and split.validation == "budget"
+    counts = check_budgets(
+        train.merge(table, on="image_id"), budgets, seeds, val_fraction, cross_fit
+    )
     return LabelledSplits(splits, table, labelled=True, protocol=split.validation, budgets=counts)

@@ -12,6 +12,10 @@ Validation protocols (``split.validation``):
   split by patient into a *fit* and a *val* part (:func:`budget_parts`), so ``n_val_labels``
   is counted inside ``n_labels`` (Oliver et al., NeurIPS 2018, section 4.6, "small
   validation sets").
+  With ``split.cross_fit``, the budget is dealt into folds of that share instead
+  (:func:`budget_folds`): each fold is validated on by models fitted on the others, the
+  choices are made on all of the budget's out-of-fold scores, and the chosen model is
+  refitted on the whole budget, so ``n_val_labels`` is the budget itself.
 * ``oracle``: choices use a fully labelled validation split drawn from reserved patients,
   whatever the budget. Reported as such; it flatters methods that need tuning.
 """
@@ -149,6 +153,7 @@ def check_budgets(
     budgets: Sequence[int | float | str],
     seeds: Sequence[int] = (0,),
     val_fraction: float = 0.0,
+    cross_fit: bool = False,
 ) -> list[tuple[int | float | str, int, int, int]]:
     """Check every budget and seed against the training labels before anything is trained.
 
@@ -157,6 +162,7 @@ def check_budgets(
         budgets: budget specs (``finetune.budgets``).
         seeds: label-subset seeds (``finetune.seeds``).
         val_fraction: within-budget validation share (0: oracle protocol).
+        cross_fit: folds of that share (:func:`budget_folds`): every label validates.
 
     Returns:
         ``(budget, abnormal, normal, validation labels of the first seed)`` per budget.
@@ -169,7 +175,12 @@ def check_budgets(
         n_val = -1
         for seed in seeds:
             try:
-                fit, val = budget_parts(labels, budget, seed, val_fraction)
+                fit: list[str] = []
+                if cross_fit:
+                    folds = budget_folds(labels, budget, seed, val_fraction)
+                    val = sorted(i for fold in folds for i in fold)
+                else:
+                    fit, val = budget_parts(labels, budget, seed, val_fraction)
             except SplitError as exc:
                 raise SplitError(f"finetune.budgets (seed {seed}): {exc}") from exc
             n_val = len(val) if n_val < 0 else n_val
@@ -229,6 +240,64 @@ def budget_parts(
                 "raise the budget (at least 2 patients per class)"
             )
     return fit, val
+
+
+def budget_folds(
+    labels: pd.DataFrame, budget: int | float | str, seed: int, val_fraction: float
+) -> list[list[str]]:
+    """Deal a budget into folds by patient, for cross-fitted choices.
+
+    ``K = round(1 / val_fraction)`` folds. Within each class, patients are ranked in the
+    order the budget draw takes them and patient ``r`` goes to fold ``r mod K`` (a patient
+    labelled in both classes takes the lower fold), so fold 0 is the validation part of
+    :func:`budget_parts` when ``val_fraction`` is ``1 / K``, every fold is stratified, and
+    folds are nested across budgets as the budgets are. Each fold is validated on by a model
+    fitted on the others (K-fold cross-validation by group, Hastie et al., *The Elements of
+    Statistical Learning*, 2nd ed., section 7.10), so every label of the budget serves both
+    fitting and choosing.
+
+    Args:
+        labels: ``image_id, patient_key, label`` of the training split.
+        budget: see :func:`parse_budget`.
+        seed: sampling seed (the draw and hence the folds).
+        val_fraction: share of each class's patients per fold, in (0, 0.5].
+
+    Returns:
+        ``K`` sorted lists of image ids; together they are the budget.
+
+    Raises:
+        SplitError: a fraction out of range, or a fold (or its complement) without both
+            classes.
+    """
+    if not 0.0 < val_fraction <= 0.5:
+        raise SplitError(
+            "split.budget_val_fraction must be in (0, 0.5] with split.cross_fit, "
+            f"got {val_fraction}"
+        )
+    k = round(1 / val_fraction)
+    orders = budget_order(labels, seed)
+    n_pos, n_neg = budget_counts(budget, len(orders[1]), len(orders[0]))
+    patient_of = dict(zip(labels["image_id"], labels["patient_key"], strict=True))
+    fold_of: dict[str, int] = {}
+    for ids in (orders[1][:n_pos], orders[0][:n_neg]):
+        ranks: dict[str, int] = {}
+        for i in ids:
+            ranks.setdefault(patient_of[i], len(ranks))
+        for p, r in ranks.items():
+            fold_of[p] = min(fold_of.get(p, k), r % k)
+    chosen = orders[1][:n_pos] + orders[0][:n_neg]
+    folds = [sorted(i for i in chosen if fold_of[patient_of[i]] == f) for f in range(k)]
+    label_of = dict(zip(labels["image_id"], labels["label"], strict=True))
+    for f, ids in enumerate(folds):
+        rest = [i for i in chosen if fold_of[patient_of[i]] != f]
+        for name, part in ((f"fold {f}", ids), (f"the complement of fold {f}", rest)):
+            if {int(label_of[i]) for i in part} != {0, 1}:
+                raise SplitError(
+                    f"budget {budget!r}: cross-fitting in {k} folds (split.budget_val_fraction="
+                    f"{val_fraction}) leaves {name} without both classes; raise the budget "
+                    f"(at least {k} patients per class) or the fraction"
+                )
+    return folds
 
 
 def make_splits(

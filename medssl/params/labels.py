@@ -31,5 +31,6 @@ class SplitParams(Section):
 
     validation: Literal["budget", "oracle"]
     budget_val_fraction: float
+    cross_fit: bool = False
     oracle_val_fraction: float
     seed: int

@@ -141,7 +141,7 @@ def _knn_mode(
     return ModeOutput(platt.apply(raw), raw, info)
 
 
-def _probe_head(model: Classifier, probe: Probe) -> None:
+def set_probe_head(model: Classifier, probe: Probe) -> None:
     """Set the linear head to the probe: ``w = coef / scale``, ``b = b0 - w . mean``."""
     weight = probe.coef / probe.scale
     with torch.no_grad():
@@ -159,7 +159,7 @@ def _full_mode(
 ) -> ModeOutput:
     model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
     if probe is not None:
-        _probe_head(model, probe)
+        set_probe_head(model, probe)
     train = cfg.train
     if init is None:  # random init: the encoder learns at the full rate
         train = TrainConfig(**{**vars(train), "encoder_lr_scale": 1.0})
@@ -182,6 +182,39 @@ def _full_mode(
         "history": result.history,
     }
     return ModeOutput(prob, prob, info, result.model.state_dict())
+
+
+def frozen_features(
+    arm: str,
+    modes: Sequence[str],
+    cfg: ArmConfig,
+    init: dict[str, torch.Tensor] | None,
+    seed: int,
+    x_train: torch.Tensor,
+    x_scored: torch.Tensor,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Features of the frozen-feature modes: downsampled pixels, or the encoder's embedding.
+
+    Args:
+        arm: ``ssl``, ``scratch`` or ``pixels``.
+        modes: the modes to run (no features when only ``full`` without LP-FT runs).
+        cfg: settings.
+        init: pretrained encoder ``state_dict`` (``ssl``), else a seeded random encoder.
+        seed: seed of that random encoder.
+        x_train: ``(N, 1, *spatial)`` images.
+        x_scored: ``(M, 1, *spatial)`` images.
+
+    Returns:
+        ``((N, D), (M, D))`` float64 features, or None.
+    """
+    if arm == "pixels":
+        return pixel_features(x_train, cfg.pixel_size), pixel_features(x_scored, cfg.pixel_size)
+    if set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
+        encoder = build_classifier(
+            cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
+        ).encoder
+        return embed(encoder, x_train), embed(encoder, x_scored)
+    return None
 
 
 def run_arm(
@@ -213,17 +246,7 @@ def run_arm(
     check_modes(arm, modes)
     if (arm == "ssl") != (init is not None):
         raise ValueError("the ssl arm needs the pretrained encoder; other arms must not get it")
-    feats: tuple[np.ndarray, np.ndarray] | None = None
-    if arm == "pixels":
-        feats = (
-            pixel_features(data.x_train, cfg.pixel_size),
-            pixel_features(data.x_scored, cfg.pixel_size),
-        )
-    elif set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
-        encoder = build_classifier(
-            cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
-        ).encoder
-        feats = (embed(encoder, data.x_train), embed(encoder, data.x_scored))
+    feats = frozen_features(arm, modes, cfg, init, seed, data.x_train, data.x_scored)
     out: dict[str, ModeOutput] = {}
     for mode in sorted(modes, key=lambda m: m == "full"):  # probes first: LP-FT reuses one
         if mode == "full":

@@ -113,12 +113,15 @@ class TrainResult:
         best_step: step of that checkpoint.
         val_auroc: its validation AUROC (image level).
         history: ``(step, val_auroc)`` at every check.
+        predictions: step -> ``(M,)`` validation probabilities at that check (kept when
+            asked for: cross-fitting pools them across folds).
     """
 
     model: Classifier
     best_step: int
     val_auroc: float
     history: list[tuple[int, float]] = field(default_factory=list)
+    predictions: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def _batches(n: int, bs: int, steps: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -131,38 +134,10 @@ def _batches(n: int, bs: int, steps: int, gen: torch.Generator) -> list[torch.Te
     return out[:steps]
 
 
-def _val_auroc(model: Classifier, images: torch.Tensor, labels: np.ndarray) -> float:
-    return float(roc_auc_score(labels, predict(model, images)))
-
-
-def train_classifier(
-    model: Classifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    val_images: torch.Tensor,
-    val_labels: np.ndarray,
-    config: TrainConfig,
-    *,
-    seed: int,
-    augment: Compose | None = None,
-) -> TrainResult:
-    """Fine-tune encoder and head with binary cross-entropy; keep the best validation step.
-
-    Args:
-        model: from :func:`build_classifier`.
-        images: ``(N, 1, *spatial)`` labelled training images, N >= 2.
-        labels: ``(N,)`` in {0, 1}.
-        val_images: ``(M, 1, *spatial)`` validation images.
-        val_labels: ``(M,)`` in {0, 1}, both classes present.
-        config: optimisation settings.
-        seed: seed for batch order and augmentation.
-        augment: optional random transform on one ``(1, *spatial)`` image.
-
-    Returns:
-        The best checkpoint (by validation AUROC; earliest on ties) and its history.
-    """
-    if images.shape[0] < 2:
-        raise ValueError(f"fine-tuning needs at least 2 labelled images, got {images.shape[0]}")
+def _start(
+    model: Classifier, config: TrainConfig, seed: int, augment: Compose | None
+) -> tuple[torch.optim.Optimizer, torch.Generator]:
+    """Seed everything, unfreeze the model and build AdamW (head and encoder rates)."""
     set_determinism(seed=seed)
     if augment is not None:
         augment.set_random_state(seed=seed)
@@ -175,28 +150,87 @@ def train_classifier(
         ],
         weight_decay=config.weight_decay,
     )
-    criterion = nn.BCEWithLogitsLoss()
-    gen = torch.Generator().manual_seed(seed)
+    return opt, torch.Generator().manual_seed(seed)
+
+
+def _step(
+    model: Classifier,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    augment: Compose | None,
+) -> None:
+    """One optimiser step of binary cross-entropy on a batch (views drawn when augmenting)."""
+    model.train()
+    if augment is not None:
+        x = apply_views(augment, list(x))
+    loss = nn.BCEWithLogitsLoss()(model(x), y.float())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _val_check(
+    model: Classifier, images: torch.Tensor, labels: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Validation AUROC and the ``(M,)`` probabilities it ranks."""
+    prob = predict(model, images)
+    return float(roc_auc_score(labels, prob)), prob
+
+
+def _check_size(images: torch.Tensor) -> None:
+    if images.shape[0] < 2:
+        raise ValueError(f"fine-tuning needs at least 2 labelled images, got {images.shape[0]}")
+
+
+def train_classifier(
+    model: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: np.ndarray,
+    config: TrainConfig,
+    *,
+    seed: int,
+    augment: Compose | None = None,
+    keep_predictions: bool = False,
+) -> TrainResult:
+    """Fine-tune encoder and head with binary cross-entropy; keep the best validation step.
+
+    Args:
+        model: from :func:`build_classifier`.
+        images: ``(N, 1, *spatial)`` labelled training images, N >= 2.
+        labels: ``(N,)`` in {0, 1}.
+        val_images: ``(M, 1, *spatial)`` validation images.
+        val_labels: ``(M,)`` in {0, 1}, both classes present.
+        config: optimisation settings.
+        seed: seed for batch order and augmentation.
+        augment: optional random transform on one ``(1, *spatial)`` image.
+        keep_predictions: keep the validation probabilities of every check.
+
+    Returns:
+        The best checkpoint (by validation AUROC; earliest on ties) and its history.
+    """
+    _check_size(images)
+    opt, gen = _start(model, config, seed, augment)
     bs = min(config.batch_size, images.shape[0])
-    best = TrainResult(copy.deepcopy(model), 0, _val_auroc(model, val_images, val_labels))
+    score, prob = _val_check(model, val_images, val_labels)
+    best = TrainResult(copy.deepcopy(model), 0, score)
     best.history.append((0, best.val_auroc))
+    if keep_predictions:
+        best.predictions[0] = prob
     stale = 0
     batches = _batches(images.shape[0], bs, config.steps, gen)
     bar = tqdm(total=len(batches), unit="step", desc="fine-tune", disable=not sys.stderr.isatty())
     for step, idx in enumerate(batches, start=1):
         bar.update(1)
-        model.train()
-        x = images[idx]
-        if augment is not None:
-            x = apply_views(augment, list(x))
-        loss = criterion(model(x), labels[idx].float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(model, opt, images[idx], labels[idx], augment)
         if step % config.eval_every and step != config.steps:
             continue
-        score = _val_auroc(model, val_images, val_labels)
+        score, prob = _val_check(model, val_images, val_labels)
         best.history.append((step, score))
+        if keep_predictions:
+            best.predictions[step] = prob
         if score > best.val_auroc:
             best.model, best.best_step, best.val_auroc, stale = copy.deepcopy(model), step, score, 0
         else:
@@ -207,6 +241,44 @@ def train_classifier(
     set_determinism(seed=None)
     best.model.eval()
     return best
+
+
+def train_steps(
+    model: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    *,
+    steps: int,
+    seed: int,
+    augment: Compose | None = None,
+) -> Classifier:
+    """Fine-tune for exactly ``steps`` steps, no validation (a refit with a chosen length).
+
+    The batches, views and optimiser are those of :func:`train_classifier` with the same
+    seed, so its first ``steps`` steps are these.
+
+    Args:
+        model: from :func:`build_classifier`.
+        images: ``(N, 1, *spatial)`` labelled images, N >= 2.
+        labels: ``(N,)`` in {0, 1}.
+        config: optimisation settings (``steps`` is the cap of the batch plan only).
+        steps: optimiser steps, 0 to return the model as given.
+        seed: seed for batch order and augmentation.
+        augment: optional random transform on one ``(1, *spatial)`` image.
+
+    Returns:
+        The model after ``steps`` steps, in eval mode.
+    """
+    _check_size(images)
+    opt, gen = _start(model, config, seed, augment)
+    bs = min(config.batch_size, images.shape[0])
+    batches = _batches(images.shape[0], bs, max(steps, 1), gen)[:steps]
+    for idx in tqdm(batches, unit="step", desc="refit", disable=not sys.stderr.isatty()):
+        _step(model, opt, images[idx], labels[idx], augment)
+    set_determinism(seed=None)
+    model.eval()
+    return model
 
 
 @torch.no_grad()

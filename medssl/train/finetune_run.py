@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from monai.transforms import Compose
 
 from medssl.data.dataset import load_stack
 from medssl.data.manifest import MANIFEST_NAME, read_manifest
-from medssl.data.splits import SplitError, budget_parts
+from medssl.data.splits import SplitError, budget_folds, budget_parts
 from medssl.data.transforms import ssl_views
 from medssl.params import FinetuneParams, ModelParams, ParamsError, SplitParams
 from medssl.runs import RunInfo, write_run
 from medssl.train.arms import ArmConfig, Labelled, ModeOutput, check_modes, run_arm
+from medssl.train.cross_fit import Folded, cross_fit_arm
 from medssl.train.finetune import TrainConfig
 
 
@@ -90,6 +92,17 @@ def labelled_images(ingested: Path, splits: Path, labels: Path, dims: int) -> pd
     return table[table["spatial_dims"] == dims].sort_values("image_id").reset_index(drop=True)
 
 
+def folded_budget(
+    table: pd.DataFrame, budget: int | float | str, seed: int, split: SplitParams
+) -> pd.DataFrame:
+    """The budget's rows with their ``fold`` (cross-fitting), ``split`` set to ``val``."""
+    train = table[table["split"] == "train"]
+    folds = budget_folds(train, budget, seed, split.budget_val_fraction)
+    fold_of = {i: f for f, ids in enumerate(folds) for i in ids}
+    rows = train[train["image_id"].isin(set(fold_of))]
+    return rows.assign(split="val", fold=rows["image_id"].map(fold_of))
+
+
 def budget_split(
     table: pd.DataFrame, budget: int | float | str, seed: int, split: SplitParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -153,8 +166,47 @@ def finetune_run(
             f"{cfg.spatial_dims}D image): fine-tuning waits for a label set; the encoder "
             "needs none (dvc repro pretrain)"
         )
-    train, val = budget_split(table, budget, seed, split)
     init = load_pretrained(inputs.encoder, model) if arm == "ssl" else None
+    views = finetune.augment
+    augment = ssl_views(
+        model.image_size, cfg.spatial_dims, min_crop=views.min_crop, noise_std=views.noise_std
+    )
+    crossed = split.validation == "budget" and split.cross_fit
+    run = _cross_fitted if crossed else _held_out
+    train, val, scored, outputs = run(
+        table, Plan(arm, modes, budget, seed, cfg, init, augment), model, split, log
+    )
+    info = _run_info(arm, budget, seed, train, val, split.validation, cfg, outputs, crossed)
+    states = [o.state for o in outputs.values() if o.state is not None]
+    write_run(out, info, score_table(scored, outputs), states[-1] if states else None)
+    return info
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run's arm, modes, budget, seed, settings, encoder weights and views."""
+
+    arm: str
+    modes: list[str]
+    budget: int | float | str
+    seed: int
+    cfg: ArmConfig
+    init: dict[str, torch.Tensor] | None
+    augment: Compose
+
+
+Ran = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, ModeOutput]]
+
+
+def _held_out(
+    table: pd.DataFrame,
+    plan: Plan,
+    model: ModelParams,
+    split: SplitParams,
+    log: Callable[[str], None],
+) -> Ran:
+    """Fit on the budget's fit part, choose on its val part (or the oracle split)."""
+    train, val = budget_split(table, plan.budget, plan.seed, split)
     scored = pd.concat([val, table[table["split"] == "test"]], ignore_index=True)
     data = Labelled(
         x_train=_images(train["nifti"].tolist(), model),
@@ -163,20 +215,40 @@ def finetune_run(
         y_scored=scored["label"].to_numpy(dtype=np.int64),
         is_val=(scored["split"] == "val").to_numpy(),
     )
-    protocol = split.validation
     log(
-        f"{arm}: {len(train)} labels to fit ({int(data.y_train.sum())} abnormal), {len(val)} "
-        f"to choose with ({protocol} protocol), modes {modes}"
+        f"{plan.arm}: {len(train)} labels to fit ({int(data.y_train.sum())} abnormal), "
+        f"{len(val)} to choose with ({split.validation} protocol), modes {plan.modes}"
     )
-    views = finetune.augment
-    augment = ssl_views(
-        model.image_size, cfg.spatial_dims, min_crop=views.min_crop, noise_std=views.noise_std
+    outputs = run_arm(
+        plan.arm, plan.modes, data, plan.cfg, seed=plan.seed, init=plan.init, augment=plan.augment
     )
-    outputs = run_arm(arm, modes, data, cfg, seed=seed, init=init, augment=augment)
-    info = _run_info(arm, budget, seed, train, val, protocol, cfg, outputs)
-    states = [o.state for o in outputs.values() if o.state is not None]
-    write_run(out, info, score_table(scored, outputs), states[-1] if states else None)
-    return info
+    return train, val, scored, outputs
+
+
+def _cross_fitted(
+    table: pd.DataFrame,
+    plan: Plan,
+    model: ModelParams,
+    split: SplitParams,
+    log: Callable[[str], None],
+) -> Ran:
+    """Cross-fit on the budget's folds, refit on all of it (:mod:`medssl.train.cross_fit`)."""
+    budget = folded_budget(table, plan.budget, plan.seed, split)
+    scored = pd.concat([budget, table[table["split"] == "test"]], ignore_index=True)
+    data = Folded(
+        x=_images(budget["nifti"].tolist(), model),
+        y=budget["label"].to_numpy(dtype=np.int64),
+        folds=budget["fold"].to_numpy(dtype=np.int64),
+        x_test=_images(table.loc[table["split"] == "test", "nifti"].tolist(), model),
+    )
+    log(
+        f"{plan.arm}: {len(budget)} labels ({int(data.y.sum())} abnormal) cross-fitted in "
+        f"{int(data.folds.max()) + 1} folds, then refitted on all; modes {plan.modes}"
+    )
+    outputs = cross_fit_arm(
+        plan.arm, plan.modes, data, plan.cfg, seed=plan.seed, init=plan.init, augment=plan.augment
+    )
+    return budget, budget, scored.drop(columns="fold"), outputs
 
 
 def _modes(arm: str, finetune: FinetuneParams) -> list[str]:
@@ -202,20 +274,26 @@ def _run_info(
     protocol: str,
     cfg: ArmConfig,
     outputs: dict[str, ModeOutput],
+    crossed: bool = False,
 ) -> RunInfo:
-    """``run.json``: labels behind the run (validation ones count under ``budget``)."""
+    """``run.json``: labels behind the run (validation ones count under ``budget``).
+
+    A cross-fitted run (``crossed``) passes the budget as both ``train`` and ``val``: each
+    label is fitted on and validated on, and counted once.
+    """
     n_pos = int(train["label"].sum())
-    n_val_pos = int(val["label"].sum()) if protocol == "budget" else 0
+    n_val_pos = int(val["label"].sum()) if protocol == "budget" and not crossed else 0
+    n_extra = len(val) if protocol == "budget" and not crossed else 0
     return RunInfo(
         arm=arm,
         budget=budget,
         seed=seed,
-        n_labels=len(train) + (len(val) if protocol == "budget" else 0),
+        n_labels=len(train) + n_extra,
         n_fit_labels=len(train),
         n_val_labels=len(val),
         val_protocol=protocol,
         n_abnormal=n_pos + n_val_pos,
-        n_normal=len(train) + len(val) - n_pos - n_val_pos,
+        n_normal=len(train) + n_extra - n_pos - n_val_pos,
         encoder=cfg.encoder if arm != "pixels" else None,
         modes={m: o.info for m, o in outputs.items()},
     )

@@ -4,6 +4,7 @@ The standard linear-evaluation protocol for self-supervised features (Chen et al
 SimCLR, section 4; Kolesnikov et al. 2019): features are frozen, standardised, and a
 logistic regression is fitted; its inverse regularisation strength ``C`` is chosen on the
 validation split only, by AUROC (ties: the smaller ``C``, i.e. the simpler model).
+:func:`cross_fit_probe` chooses ``C`` on out-of-fold scores instead and refits on every label.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import PredefinedSplit, cross_val_predict
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 
@@ -89,8 +92,7 @@ def fit_probe(
     Raises:
         ValueError: empty or non-positive grid, or a single class in train or validation.
     """
-    if not c_grid or min(c_grid) <= 0:
-        raise ValueError(f"finetune.probe_c must be a non-empty list of values > 0, got {c_grid}")
+    _check_grid(c_grid)
     for name, y in (("training", y_train), ("validation", y_val)):
         if len(np.unique(y)) != 2:
             raise ValueError(f"the probe needs both classes in the {name} labels")
@@ -111,3 +113,55 @@ def fit_probe(
             )
     assert best is not None
     return best
+
+
+def _check_grid(c_grid: Sequence[float]) -> None:
+    if not c_grid or min(c_grid) <= 0:
+        raise ValueError(f"finetune.probe_c must be a non-empty list of values > 0, got {c_grid}")
+
+
+def fit_probe_at(x: np.ndarray, y: np.ndarray, c: float, val_auroc: float = float("nan")) -> Probe:
+    """One standardised logistic regression at ``C = c`` on every row of ``x`` (``(N, D)``)."""
+    scaler = StandardScaler().fit(x)
+    model = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), y)
+    return Probe(
+        mean=np.asarray(scaler.mean_, dtype=np.float64),
+        scale=np.asarray(scaler.scale_, dtype=np.float64),
+        coef=model.coef_[0].astype(np.float64),
+        intercept=float(model.intercept_[0]),
+        c=c,
+        val_auroc=val_auroc,
+    )
+
+
+def cross_fit_probe(
+    x: np.ndarray, y: np.ndarray, folds: np.ndarray, c_grid: Sequence[float]
+) -> tuple[Probe, np.ndarray]:
+    """Choose ``C`` on pooled out-of-fold AUROC, then refit on every label.
+
+    Each fold is scored by a probe (scaler included) fitted on the other folds
+    (scikit-learn ``cross_val_predict`` with a ``PredefinedSplit``); the ``C`` whose pooled
+    out-of-fold probabilities rank best wins (ties: the smaller ``C``).
+
+    Args:
+        x: ``(N, D)`` features of the budget.
+        y: ``(N,)`` labels in {0, 1}.
+        folds: ``(N,)`` fold index of each row (every fold and its complement hold both
+            classes).
+        c_grid: candidate ``C`` values (> 0).
+
+    Returns:
+        The probe refitted on all ``N`` rows at the chosen ``C`` (its ``val_auroc`` is the
+        out-of-fold one) and the ``(N,)`` out-of-fold probabilities at that ``C``.
+    """
+    _check_grid(c_grid)
+    cv = PredefinedSplit(np.asarray(folds))
+    best: tuple[float, float, np.ndarray] | None = None
+    for c in sorted(float(v) for v in c_grid):
+        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+        oof = cross_val_predict(pipe, x, y, cv=cv, method="predict_proba")[:, 1]
+        score = float(roc_auc_score(y, oof))
+        if best is None or score > best[0]:
+            best = (score, c, np.asarray(oof, dtype=np.float64))
+    assert best is not None
+    return fit_probe_at(x, y, best[1], best[0]), best[2]

@@ -148,3 +148,33 @@ def test_budget_parts_are_nested_stratified_and_by_patient() -> None:
     assert budget_parts(labels, 8, seed=0, val_fraction=0.0)[1] == []
     with pytest.raises(SplitError, match="budget_val_fraction"):
         budget_parts(labels, 8, seed=0, val_fraction=1.0)
+
+
+def test_budget_folds_deal_the_budget_by_patient_and_fold_0_is_the_val_part() -> None:
+    from medssl.data.splits import budget_folds
+
+    labels = _train_labels(20, 40)  # two images per patient
+    folds24 = budget_folds(labels, 24, seed=0, val_fraction=0.25)
+    folds48 = budget_folds(labels, 48, seed=0, val_fraction=0.25)
+    assert len(folds48) == 4
+    assert sorted(i for f in folds48 for i in f) == select_budget(labels, 48, seed=0)
+    assert folds48[0] == budget_parts(labels, 48, seed=0, val_fraction=0.25)[1]
+    patients = labels.set_index("image_id")["patient_key"]
+    seen: set[str] = set()
+    for small, large in zip(folds24, folds48, strict=True):
+        assert set(small) <= set(large)  # nested across budgets, fold by fold
+        assert {i[:3] for i in large} == {"pos", "neg"}  # stratified
+        assert not seen & set(patients[large])  # a patient lies in one fold
+        seen |= set(patients[large])
+
+
+def test_budget_folds_refuse_a_fold_without_both_classes() -> None:
+    from medssl.data.splits import budget_folds, check_budgets
+
+    labels = _train_labels(20, 40)
+    with pytest.raises(SplitError, match=r"budget 6: cross-fitting in 4 folds .* fold \d"):
+        budget_folds(labels, 6, seed=0, val_fraction=0.25)
+    with pytest.raises(SplitError, match="with split.cross_fit"):
+        budget_folds(labels, 30, seed=0, val_fraction=0.6)
+    counts = check_budgets(labels, [48], seeds=[0, 1], val_fraction=0.25, cross_fit=True)
+    assert counts[0][3] == 48  # every label of the budget validates once

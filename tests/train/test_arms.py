@@ -98,7 +98,7 @@ def test_lp_ft_starts_full_fine_tuning_from_the_linear_probe() -> None:
     """LP-FT (Kumar et al. 2022): at step 0 the classifier predicts what the probe predicts."""
     import dataclasses
 
-    from medssl.train.arms import _probe_head
+    from medssl.train.arms import set_probe_head
     from medssl.train.finetune import embed
     from medssl.train.probe import fit_probe
 
@@ -107,7 +107,7 @@ def test_lp_ft_starts_full_fine_tuning_from_the_linear_probe() -> None:
     f_train, f_scored = embed(model.encoder, data.x_train), embed(model.encoder, data.x_scored)
     probe = fit_probe(f_train, data.y_train, f_scored[data.is_val], data.y_scored[data.is_val],
                       (0.1, 1.0))  # fmt: skip
-    _probe_head(model, probe)
+    set_probe_head(model, probe)
     model.eval()
     with torch.no_grad():
         got = torch.sigmoid(model(data.x_scored)).double().numpy()

@@ -112,11 +112,13 @@ def test_patience_stops_at_the_exact_check(monkeypatch: pytest.MonkeyPatch) -> N
     curve = iter([0.50, 0.60, 0.55, 0.70, 0.65, 0.70, 0.99, 0.99])
     seen: list[dict[str, torch.Tensor]] = []
 
-    def scripted_auroc(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray) -> float:
+    def scripted_auroc(
+        model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray
+    ) -> tuple[float, np.ndarray]:
         seen.append({k: v.clone() for k, v in model.state_dict().items()})
-        return next(curve)
+        return next(curve), np.zeros(len(labels))
 
-    monkeypatch.setattr(finetune, "_val_auroc", scripted_auroc)
+    monkeypatch.setattr(finetune, "_val_check", scripted_auroc)
     x, y = blobs(16, 0)
     xv, yv = blobs(8, 1)
     model = build_classifier("resnet18", 2, False, None, seed=0)
@@ -153,3 +155,24 @@ def test_too_few_labels() -> None:
     model = build_classifier("resnet18", 2, False, None)
     with pytest.raises(ValueError, match="at least 2"):
         train_classifier(model, x[:1], torch.tensor(y[:1]), x, y, config(), seed=0)
+
+
+def test_a_refit_of_n_steps_is_the_first_n_steps_of_training() -> None:
+    """``train_steps`` (the cross-fitted refit) replays ``train_classifier``'s batches and views."""
+    from medssl.data.transforms import ssl_views
+    from medssl.train.finetune import train_steps
+
+    x, y = blobs(24, 0)
+    xv, yv = blobs(10, 1)
+    views = ssl_views(16, 2, min_crop=0.6, noise_std=0.02)
+    result = train_classifier(
+        build_classifier("resnet18", 2, False, None, seed=0), x, torch.tensor(y), xv, yv,
+        config(), seed=3, augment=views, keep_predictions=True,
+    )  # fmt: skip
+    assert sorted(result.predictions) == [0, 4, 8, 12]
+    for steps in (0, 8):
+        model = train_steps(
+            build_classifier("resnet18", 2, False, None, seed=0), x, torch.tensor(y),
+            config(), steps=steps, seed=3, augment=views,
+        )  # fmt: skip
+        np.testing.assert_allclose(predict(model, xv), result.predictions[steps], atol=1e-6)
