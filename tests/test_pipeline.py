@@ -292,6 +292,29 @@ def test_a_new_label_set_reuses_the_encoder(workspace: Path) -> None:
     assert records and all(r["n_val_labels"] <= r["n_labels"] for r in records)
 
 
+@pytest.mark.slow
+def test_cross_fitting_counts_every_budget_label_once(workspace: Path, tmp_path: Path) -> None:
+    """``split.cross_fit``: every label validates out of fold, the encoder is reused."""
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws, symlinks=True)
+    encoder = ws / "models" / "pretrain" / "encoder.pt"
+    before = encoder.read_bytes()
+    out = _run(
+        ws, "dvc", "exp", "run", "-S", "split.cross_fit=true",
+        "-S", "split.budget_val_fraction=0.5", "-S", "finetune.seeds=[0]",
+    ).stdout  # fmt: skip
+    assert "Running stage 'pretrain'" not in out and encoder.read_bytes() == before
+    records = json.loads((ws / "results" / "label_efficiency.json").read_text())
+    assert records and all(r["n_val_labels"] == r["n_labels"] for r in records)
+    runs = sorted((ws / "models" / "finetune").glob("*-0"))
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        scores = pd.read_csv(run / "scores.csv")
+        val = scores[(scores["split"] == "val") & (scores["mode"] == scores["mode"].iloc[0])]
+        assert len(val) == info["n_labels"] == info["n_val_labels"] == info["n_fit_labels"]
+    assert runs
+
+
 FENCE = re.compile(r"```bash\n(.*?)```", re.S)
 #: README lines the fixture stands in for (``make demo``: the tiny config's ``dvc repro``)
 #: or that would change the workspace's identity (a new pseudonymisation secret).

@@ -19,8 +19,13 @@ CFG = ArmConfig(
     spatial_dims=2,
     small_input=False,
     train=TrainConfig(
-        steps=6, batch_size=8, lr=1e-3, encoder_lr_scale=0.1, weight_decay=0.0,
-        eval_every=2, patience=0,
+        steps=6,
+        batch_size=8,
+        lr=1e-3,
+        encoder_lr_scale=0.1,
+        weight_decay=0.0,
+        eval_every=2,
+        patience=0,
     ),  # fmt: skip
     probe_c=(0.1, 1.0),
     knn_k=3,
