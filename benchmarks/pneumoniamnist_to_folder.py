@@ -13,11 +13,18 @@ protocol's validation set. Neither is ever pretrained on. The realistic (budget)
 makes its choices on labels inside each budget and does not use the ``val`` rows.
 PneumoniaMNIST has no patient identifiers, so every image counts as its own patient.
 
+``--tune`` writes the folder to tune on instead: the carved part of the train split is
+scored as the test set and the official validation split is pinned ``val`` (which the
+budget protocol neither uses nor scores). The images and the reserve are the same, so the
+pretraining pool and the encoder are too; choices made on this folder's results never saw
+the official validation split.
+
 Data: Yang et al., MedMNIST v2, Scientific Data 2023 (CC BY 4.0); Kermany et al., Cell 2018.
 
 Usage:
     python benchmarks/pneumoniamnist_to_folder.py \
         --npz ../shared/data/pneumoniamnist/pneumoniamnist_train_val.npz --out /tmp/pmnist
+    python benchmarks/pneumoniamnist_to_folder.py --out /tmp/pmnist_tune --tune
 """
 
 from __future__ import annotations
@@ -71,7 +78,9 @@ def write_split(images: np.ndarray, folder: Path, rel: str) -> list[str]:
     return paths
 
 
-def convert(npz: Path, out: Path, val_fraction: float, seed: int) -> pd.DataFrame:
+def convert(
+    npz: Path, out: Path, val_fraction: float, seed: int, tune: bool = False
+) -> pd.DataFrame:
     """Write the PNG folder, ``labels.csv`` and ``reserve.csv``; return the label table.
 
     Args:
@@ -79,6 +88,7 @@ def convert(npz: Path, out: Path, val_fraction: float, seed: int) -> pd.DataFram
         out: destination folder (created).
         val_fraction: share of the official train split held out as validation.
         seed: hold-out seed.
+        tune: score the carved part as ``test``, pin the official validation split ``val``.
 
     Returns:
         ``path, label, split`` as written to ``out/labels.csv``.
@@ -89,11 +99,12 @@ def convert(npz: Path, out: Path, val_fraction: float, seed: int) -> pd.DataFram
     train_paths = write_split(data["train_images"], out, "images/train")
     test_paths = write_split(data["val_images"], out, "images/test")
     held = holdout_mask(y_train, val_fraction, seed)
+    carved, official = ("test", "val") if tune else ("val", "test")
     table = pd.DataFrame(
         {
             "path": train_paths + test_paths,
             "label": np.concatenate([y_train, y_test]),
-            "split": np.concatenate([np.where(held, "val", "train"), ["test"] * len(y_test)]),
+            "split": np.concatenate([np.where(held, carved, "train"), [official] * len(y_test)]),
         }
     )
     table.to_csv(out / "labels.csv", index=False, lineterminator="\n")
@@ -108,10 +119,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tune", action="store_true", help="score the part carved from train (to tune on)"
+    )
     args = parser.parse_args()
     if not args.npz.exists():
         raise SystemExit(f"error: {args.npz} not found")
-    table = convert(args.npz, args.out, args.val_fraction, args.seed)
+    table = convert(args.npz, args.out, args.val_fraction, args.seed, args.tune)
     for split, part in table.groupby("split", sort=False):
         print(f"{split}: {len(part)} images, {int(part['label'].sum())} pneumonia")
 

@@ -3,7 +3,9 @@
 Under the ``budget`` validation protocol the seed's nested label draw is split by patient
 into labels to fit on and labels to choose with (early stopping, probe ``C``, Platt
 scaling, thresholds), all counted in the budget; under ``oracle`` the choices use the
-validation split. The run folder is written through :mod:`medssl.runs`.
+validation split. With ``split.cross_fit`` the budget is dealt into folds instead and every
+label is validated on out of fold (:mod:`medssl.train.cross_fit`). The run folder is
+written through :mod:`medssl.runs`.
 """
 
 from __future__ import annotations
