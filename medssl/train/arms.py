@@ -113,6 +113,13 @@ def check_modes(arm: str, modes: Sequence[str]) -> None:
         )
 
 
+def check_arm(arm: str, modes: Sequence[str], init: dict[str, torch.Tensor] | None) -> None:
+    """:func:`check_modes`, and pretrained weights for the ``ssl`` arm and no other."""
+    check_modes(arm, modes)
+    if (arm == "ssl") != (init is not None):
+        raise ValueError("the ssl arm needs the pretrained encoder; other arms must not get it")
+
+
 def _probe_mode(
     f_train: np.ndarray, f_scored: np.ndarray, data: Labelled, cfg: ArmConfig
 ) -> ModeOutput:
@@ -243,9 +250,7 @@ def run_arm(
     Returns:
         ``mode -> ModeOutput``.
     """
-    check_modes(arm, modes)
-    if (arm == "ssl") != (init is not None):
-        raise ValueError("the ssl arm needs the pretrained encoder; other arms must not get it")
+    check_arm(arm, modes, init)
     feats = frozen_features(arm, modes, cfg, init, seed, data.x_train, data.x_scored)
     out: dict[str, ModeOutput] = {}
     for mode in sorted(modes, key=lambda m: m == "full"):  # probes first: LP-FT reuses one

@@ -23,7 +23,7 @@ from monai.transforms import Compose
 from sklearn.metrics import roc_auc_score
 
 from medssl.eval.anomaly import build_memory_bank, knn_scores, platt_fit
-from medssl.train.arms import ArmConfig, ModeOutput, check_modes, frozen_features, set_probe_head
+from medssl.train.arms import ArmConfig, ModeOutput, check_arm, frozen_features, set_probe_head
 from medssl.train.finetune import (
     TrainConfig,
     TrainResult,
@@ -190,9 +190,7 @@ def cross_fit_arm(
         ``mode -> ModeOutput`` whose scores are the budget's ``N`` out-of-fold scores
         followed by the ``M`` test scores of the refitted model.
     """
-    check_modes(arm, modes)
-    if (arm == "ssl") != (init is not None):
-        raise ValueError("the ssl arm needs the pretrained encoder; other arms must not get it")
+    check_arm(arm, modes, init)
     feats = frozen_features(arm, modes, cfg, init, seed, data.x, data.x_test)
     out: dict[str, ModeOutput] = {}
     for mode in sorted(modes, key=lambda m: m == "full"):  # probes first: LP-FT reuses one

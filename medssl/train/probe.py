@@ -103,14 +103,7 @@ def fit_probe(
         model = LogisticRegression(C=c, max_iter=5000).fit(z_train, y_train)
         score = float(roc_auc_score(y_val, model.decision_function(z_val)))
         if best is None or score > best.val_auroc:
-            best = Probe(
-                mean=np.asarray(scaler.mean_, dtype=np.float64),
-                scale=np.asarray(scaler.scale_, dtype=np.float64),
-                coef=model.coef_[0].astype(np.float64),
-                intercept=float(model.intercept_[0]),
-                c=c,
-                val_auroc=score,
-            )
+            best = _as_probe(scaler, model, c, score)
     assert best is not None
     return best
 
@@ -124,6 +117,13 @@ def fit_probe_at(x: np.ndarray, y: np.ndarray, c: float, val_auroc: float = floa
     """One standardised logistic regression at ``C = c`` on every row of ``x`` (``(N, D)``)."""
     scaler = StandardScaler().fit(x)
     model = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), y)
+    return _as_probe(scaler, model, c, val_auroc)
+
+
+def _as_probe(
+    scaler: StandardScaler, model: LogisticRegression, c: float, val_auroc: float
+) -> Probe:
+    """A fitted scaler and logistic regression as a :class:`Probe`."""
     return Probe(
         mean=np.asarray(scaler.mean_, dtype=np.float64),
         scale=np.asarray(scaler.scale_, dtype=np.float64),
