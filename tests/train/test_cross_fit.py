@@ -9,29 +9,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from medssl.train.arms import ArmConfig
 from medssl.train.cross_fit import Folded, cross_fit_arm, pooled_curve
-from medssl.train.finetune import TrainConfig, TrainResult, build_classifier, predict
+from medssl.train.finetune import TrainResult, build_classifier, predict
 from medssl.train.probe import cross_fit_probe
+from tests.train.test_arms import CFG as ARM_CFG
 
-CFG = ArmConfig(
-    encoder="resnet18",
-    spatial_dims=2,
-    small_input=False,
-    train=TrainConfig(
-        steps=6,
-        batch_size=8,
-        lr=1e-3,
-        encoder_lr_scale=0.1,
-        weight_decay=0.0,
-        eval_every=2,
-        patience=0,
-    ),  # fmt: skip
-    probe_c=(0.1, 1.0),
-    knn_k=3,
-    knn_bank=0,
-    pixel_size=8,
-)
+CFG = dataclasses.replace(ARM_CFG, train=dataclasses.replace(ARM_CFG.train, steps=6))
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
