@@ -156,11 +156,12 @@ def headline_text(summary: Sequence[Mapping[str, Any]]) -> str:
 
 
 def verdict(summary: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Plain sentences: does the SSL arm beat scratch, budget by budget?
+    """Plain sentences: does the SSL arm beat scratch (and raw pixels), budget by budget?
 
     Judged on what a site can see before any test: the headline modes' mean validation
     AUROC across seeds (within-budget labels under the ``budget`` protocol); the test
-    means are given beside it, for the record.
+    means are given beside it, for the record. Where the ``pixels`` arm ran, the sentence
+    says whether SSL beats it too.
 
     Args:
         summary: :func:`seed_summary` rows.
@@ -178,12 +179,21 @@ def verdict(summary: Sequence[Mapping[str, Any]]) -> list[str]:
         if sv is None or cv is None:
             continue
         word = "beats" if sv > cv else "does NOT beat"
-        lines.append(
+        line = (
             f"{ssl['n_labels']} labels: SSL {word} scratch on validation "
             f"({sv:.3f} vs {cv:.3f}, {ssl['n_val_labels']} validation labels, "
             f"{ssl['val_protocol']} protocol); test {_fmt(ssl['auroc_mean'])} vs "
             f"{_fmt(scratch['auroc_mean'])}, mean of {ssl['n_seeds']} seed(s)."
         )
+        pixels = heads.get(("pixels", budget))
+        pv = None if pixels is None else pixels.get("val_auroc_mean")
+        if pixels is not None and pv is not None:
+            word = "beats" if sv > pv else "does NOT beat"
+            line += (
+                f" SSL {word} raw pixels on validation ({sv:.3f} vs {pv:.3f}); test "
+                f"{_fmt(ssl['auroc_mean'])} vs {_fmt(pixels['auroc_mean'])}."
+            )
+        lines.append(line)
     return lines
 
 

@@ -309,5 +309,10 @@ def test_verdict_says_plainly_when_ssl_does_not_beat_scratch() -> None:
     ]
     (line,) = verdict(summary)
     assert line.startswith("8 labels: SSL does NOT beat scratch on validation (0.700 vs 0.750")
-    summary[0]["val_auroc_mean"] = 0.8
+    assert line.endswith(
+        "SSL does NOT beat raw pixels on validation (0.700 vs 0.900); test 0.800 vs 0.900."
+    )
+    summary[0]["val_auroc_mean"] = 0.95
     assert "SSL beats scratch" in verdict(summary)[0]
+    assert "SSL beats raw pixels on validation (0.950 vs 0.900)" in verdict(summary)[0]
+    assert "raw pixels" not in verdict(summary[:2])[0]  # no pixels arm, no pixel sentence
