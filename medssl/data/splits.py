@@ -190,6 +190,26 @@ def check_budgets(
     return out
 
 
+def _ranked_budget(
+    labels: pd.DataFrame, budget: int | float | str, seed: int
+) -> tuple[list[str], dict[str, str], list[dict[str, int]]]:
+    """The budget's image ids, each image's patient, and per class each patient's rank.
+
+    Ranks follow the order the draw (:func:`budget_order`) takes patients, abnormal class
+    first; they decide the validation part and the folds.
+    """
+    orders = budget_order(labels, seed)
+    n_pos, n_neg = budget_counts(budget, len(orders[1]), len(orders[0]))
+    patient_of = dict(zip(labels["image_id"], labels["patient_key"], strict=True))
+    class_ranks = []
+    for ids in (orders[1][:n_pos], orders[0][:n_neg]):
+        ranks: dict[str, int] = {}
+        for i in ids:
+            ranks.setdefault(patient_of[i], len(ranks))
+        class_ranks.append(ranks)
+    return orders[1][:n_pos] + orders[0][:n_neg], patient_of, class_ranks
+
+
 def budget_parts(
     labels: pd.DataFrame, budget: int | float | str, seed: int, val_fraction: float
 ) -> tuple[list[str], list[str]]:
@@ -218,15 +238,9 @@ def budget_parts(
     if not 0.0 <= val_fraction < 1.0:
         raise SplitError(f"split.budget_val_fraction must be in [0, 1), got {val_fraction}")
     f = Fraction(val_fraction).limit_denominator(10_000)
-    orders = budget_order(labels, seed)
-    n_pos, n_neg = budget_counts(budget, len(orders[1]), len(orders[0]))
-    chosen = orders[1][:n_pos] + orders[0][:n_neg]
-    patient_of = dict(zip(labels["image_id"], labels["patient_key"], strict=True))
+    chosen, patient_of, class_ranks = _ranked_budget(labels, budget, seed)
     held: set[str] = set()
-    for ids in (orders[1][:n_pos], orders[0][:n_neg]):
-        ranks: dict[str, int] = {}
-        for i in ids:
-            ranks.setdefault(patient_of[i], len(ranks))
+    for ranks in class_ranks:
         held |= {p for p, r in ranks.items() if math.ceil((r + 1) * f) > math.ceil(r * f)}
     fit = sorted(i for i in chosen if patient_of[i] not in held)
     val = sorted(i for i in chosen if patient_of[i] in held)
@@ -275,17 +289,11 @@ def budget_folds(
             f"got {val_fraction}"
         )
     k = round(1 / val_fraction)
-    orders = budget_order(labels, seed)
-    n_pos, n_neg = budget_counts(budget, len(orders[1]), len(orders[0]))
-    patient_of = dict(zip(labels["image_id"], labels["patient_key"], strict=True))
+    chosen, patient_of, class_ranks = _ranked_budget(labels, budget, seed)
     fold_of: dict[str, int] = {}
-    for ids in (orders[1][:n_pos], orders[0][:n_neg]):
-        ranks: dict[str, int] = {}
-        for i in ids:
-            ranks.setdefault(patient_of[i], len(ranks))
+    for ranks in class_ranks:
         for p, r in ranks.items():
             fold_of[p] = min(fold_of.get(p, k), r % k)
-    chosen = orders[1][:n_pos] + orders[0][:n_neg]
     folds = [sorted(i for i in chosen if fold_of[patient_of[i]] == f) for f in range(k)]
     label_of = dict(zip(labels["image_id"], labels["label"], strict=True))
     for f, ids in enumerate(folds):

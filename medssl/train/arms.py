@@ -156,6 +156,30 @@ def set_probe_head(model: Classifier, probe: Probe) -> None:
         model.head.bias.fill_(float(probe.intercept - weight @ probe.mean))
 
 
+def full_start(
+    cfg: ArmConfig, init: dict[str, torch.Tensor] | None, seed: int, probe: Probe | None
+) -> tuple[Classifier, TrainConfig]:
+    """The classifier full fine-tuning starts from, and its optimisation settings.
+
+    Args:
+        cfg: settings.
+        init: pretrained encoder ``state_dict``, or None for a seeded random encoder (which
+            then learns at the full rate: ``encoder_lr_scale`` 1).
+        seed: seed of the random initialisation.
+        probe: LP-FT: the fitted probe that becomes the head, or None.
+
+    Returns:
+        The classifier and the :class:`TrainConfig` to train it with.
+    """
+    model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
+    if probe is not None:
+        set_probe_head(model, probe)
+    train = cfg.train
+    if init is None:
+        train = TrainConfig(**{**vars(train), "encoder_lr_scale": 1.0})
+    return model, train
+
+
 def _full_mode(
     init: dict[str, torch.Tensor] | None,
     data: Labelled,
@@ -164,12 +188,7 @@ def _full_mode(
     augment: Compose | None,
     probe: Probe | None = None,
 ) -> ModeOutput:
-    model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
-    if probe is not None:
-        set_probe_head(model, probe)
-    train = cfg.train
-    if init is None:  # random init: the encoder learns at the full rate
-        train = TrainConfig(**{**vars(train), "encoder_lr_scale": 1.0})
+    model, train = full_start(cfg, init, seed, probe)
     result = train_classifier(
         model,
         data.x_train,

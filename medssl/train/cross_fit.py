@@ -23,15 +23,8 @@ from monai.transforms import Compose
 from sklearn.metrics import roc_auc_score
 
 from medssl.eval.anomaly import build_memory_bank, knn_scores, platt_fit
-from medssl.train.arms import ArmConfig, ModeOutput, check_arm, frozen_features, set_probe_head
-from medssl.train.finetune import (
-    TrainConfig,
-    TrainResult,
-    build_classifier,
-    predict,
-    train_classifier,
-    train_steps,
-)
+from medssl.train.arms import ArmConfig, ModeOutput, check_arm, frozen_features, full_start
+from medssl.train.finetune import TrainResult, predict, train_classifier, train_steps
 from medssl.train.probe import Probe, cross_fit_probe, fit_probe_at
 
 
@@ -120,15 +113,10 @@ def _full_mode(
     probes: tuple[list[Probe], Probe] | None,
 ) -> ModeOutput:
     """Fine-tune per fold, choose the length on pooled AUROC, refit that long on the budget."""
-    train = cfg.train
-    if init is None:  # random init: the encoder learns at the full rate
-        train = TrainConfig(**{**vars(train), "encoder_lr_scale": 1.0})
     masks = data.masks()
     results = []
     for f, m in enumerate(masks):
-        model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
-        if probes is not None:
-            set_probe_head(model, probes[0][f])
+        model, train = full_start(cfg, init, seed, None if probes is None else probes[0][f])
         fit, val = torch.from_numpy(~m), torch.from_numpy(m)
         results.append(
             train_classifier(
@@ -145,9 +133,7 @@ def _full_mode(
         )
     curve, oof = pooled_curve(results, masks, data.y)
     best_step, best_auroc = max(curve, key=lambda c: (c[1], -c[0]))
-    model = build_classifier(cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed)
-    if probes is not None:
-        set_probe_head(model, probes[1])
+    model, train = full_start(cfg, init, seed, None if probes is None else probes[1])
     model = train_steps(
         model, data.x, torch.tensor(data.y), train, steps=best_step, seed=seed, augment=augment
     )

@@ -250,7 +250,7 @@ def _cross_fitted(
     outputs = cross_fit_arm(
         plan.arm, plan.modes, data, plan.cfg, seed=plan.seed, init=plan.init, augment=plan.augment
     )
-    return budget, budget, scored.drop(columns="fold"), outputs
+    return budget, budget, scored, outputs
 
 
 def _modes(arm: str, finetune: FinetuneParams) -> list[str]:
