@@ -61,15 +61,24 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_preset(presets: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """Preset ``name`` with its ``extends:`` chain merged in (the named preset first)."""
+def resolve_preset(
+    presets: Mapping[str, Any], name: str, seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Preset ``name`` with its ``extends:`` chain merged in (the named preset first).
+
+    Raises:
+        SystemExit: the chain names an unknown preset or comes back to one it passed.
+    """
     block = dict(presets[name])
     base = block.pop("extends", None)
     if base is None:
         return block
-    if base not in presets or base == name:
+    chain = (*seen, name)
+    if base not in presets:
         raise SystemExit(f"error: preset {name!r} extends unknown preset {base!r}")
-    return merge(resolve_preset(presets, base), block)
+    if base in chain:
+        raise SystemExit(f"error: presets extend in a cycle: {' -> '.join((*chain, base))}")
+    return merge(resolve_preset(presets, base, chain), block)
 
 
 def dotted_override(item: str) -> dict[str, Any]:
