@@ -129,3 +129,4 @@ class FinetuneParams(Section):
     pixel_size: PositiveInt
     lp_ft: bool
     augment: AugmentParams = Field(default_factory=AugmentParams)
+    precision: Literal["bf16", "fp32"] = "fp32"

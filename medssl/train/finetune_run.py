@@ -28,7 +28,7 @@ from medssl.params import FinetuneParams, ModelParams, ParamsError, SplitParams
 from medssl.runs import RunInfo, write_run
 from medssl.train.arms import ArmConfig, Labelled, ModeOutput, check_modes, run_arm
 from medssl.train.cross_fit import Folded, cross_fit_arm
-from medssl.train.finetune import TrainConfig
+from medssl.train.finetune import TrainConfig, autocast
 
 
 @dataclass(frozen=True)
@@ -175,9 +175,10 @@ def finetune_run(
     )
     crossed = split.validation == "budget" and split.cross_fit
     run = _cross_fitted if crossed else _held_out
-    train, val, scored, outputs = run(
-        table, Plan(arm, modes, budget, seed, cfg, init, augment), model, split, log
-    )
+    with autocast(finetune.precision):
+        train, val, scored, outputs = run(
+            table, Plan(arm, modes, budget, seed, cfg, init, augment), model, split, log
+        )
     info = _run_info(arm, budget, seed, train, val, split.validation, cfg, outputs, crossed)
     states = [o.state for o in outputs.values() if o.state is not None]
     write_run(out, info, score_table(scored, outputs), states[-1] if states else None)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from medssl.data.transforms import ssl_views
 from medssl.train import finetune
 from medssl.train.finetune import (
     TrainConfig,
@@ -176,3 +177,30 @@ def test_a_refit_of_n_steps_is_the_first_n_steps_of_training() -> None:
             config(), steps=steps, seed=3, augment=views,
         )  # fmt: skip
         np.testing.assert_allclose(predict(model, xv), result.predictions[steps], atol=1e-6)
+
+
+def test_bf16_fine_tuning_is_deterministic_and_close_to_fp32() -> None:
+    torch.set_num_threads(1)
+    x, y = blobs(24, 0)
+    xv, yv = blobs(16, 1)
+    runs: dict[str, list[np.ndarray]] = {"fp32": [], "bf16": []}
+    for precision in ["fp32", "bf16", "bf16"]:
+        model = build_classifier("resnet18", 2, False, None, seed=3)
+        views = ssl_views(16, 2, min_crop=0.8, noise_std=0.01)
+        with finetune.autocast(precision):
+            result = train_classifier(
+                model, x, torch.tensor(y), xv, yv, config(steps=8), seed=3, augment=views
+            )
+            features = embed(result.model.encoder, xv)
+            runs[precision].append(predict(result.model, xv))
+        assert features.dtype == np.float64 and np.isfinite(features).all()
+    bf16, again = runs["bf16"]
+    np.testing.assert_array_equal(bf16, again)
+    assert bf16.dtype == np.float64 and not np.array_equal(bf16, runs["fp32"][0])
+    np.testing.assert_allclose(bf16, runs["fp32"][0], atol=0.1)
+    assert roc_auc_score(yv, bf16) > 0.9
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="finetune.precision must be bf16 or fp32, got 'fp16'"):
+        finetune.autocast("fp16")
