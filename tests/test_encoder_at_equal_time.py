@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def _script() -> ModuleType:
-    path = REPO / "benchmarks" / "encoder_at_equal_time.py"
-    spec = importlib.util.spec_from_file_location("encoder_at_equal_time", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("encoder_at_equal_time", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("encoder_at_equal_time")
 
 
 def test_a_variant_names_encoder_stem_and_epochs() -> None:

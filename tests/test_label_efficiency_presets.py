@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 from typing import Any
 
@@ -10,16 +9,11 @@ import pytest
 import yaml
 
 from medssl.params.load import Params, validate
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 
 
 def _script() -> ModuleType:
-    path = REPO / "benchmarks" / "label_efficiency.py"
-    spec = importlib.util.spec_from_file_location("label_efficiency", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("label_efficiency")
 
 
 def test_a_preset_merges_its_base_key_by_key() -> None:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def _script() -> ModuleType:
-    path = REPO / "benchmarks" / "pneumoniamnist_to_folder.py"
-    spec = importlib.util.spec_from_file_location("pneumoniamnist_to_folder", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pneumoniamnist_to_folder")
 
 
 def test_the_tuning_folder_scores_the_carved_part_and_keeps_the_reserve(tmp_path: Path) -> None:
