@@ -285,9 +285,9 @@ def train_steps(
 def autocast(precision: str) -> torch.autocast:
     """The arithmetic of fine-tuning and feature extraction (on the CPU).
 
-    ``bf16``: every forward pass (and so its backward) autocasts to bfloat16, the pretraining
-    stage's ``pretrain.precision`` (about 2x on CPUs with AVX-512 BF16 or AMX; outputs are
-    cast back to float64 for scores and features). ``fp32``: autocast off.
+    ``bf16``: every forward pass (and so its backward) autocasts to bfloat16, as the
+    pretraining stage's ``pretrain.precision`` does (outputs are cast back to float64 for
+    scores and features). ``fp32``: autocast off.
 
     Raises:
         ValueError: any other value.

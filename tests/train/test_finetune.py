@@ -180,7 +180,6 @@ def test_a_refit_of_n_steps_is_the_first_n_steps_of_training() -> None:
 
 
 def test_bf16_fine_tuning_is_deterministic_and_close_to_fp32() -> None:
-    torch.set_num_threads(1)
     x, y = blobs(24, 0)
     xv, yv = blobs(16, 1)
     runs: dict[str, list[np.ndarray]] = {"fp32": [], "bf16": []}
