@@ -8,7 +8,9 @@ scored as the ``linear`` mode of preset ``long`` scores them: the budget drawn a
 into folds by :func:`medssl.data.splits.budget_folds`, ``C`` chosen on out-of-fold AUROC
 and the probe refitted on the budget (:func:`medssl.train.probe.cross_fit_probe`), over
 ``--draws`` label draws, test AUROC on the folder's ``test`` split. Raw pixels are scored
-the same way beside them.
+the same way beside them. Every row is scored twice: on the plain features and on the
+features averaged over each image's mirror images (``finetune.feature_flips``,
+:mod:`medssl.train.flips`), fields ``flips_*``.
 
 Run it on the folder to tune on (``pneumoniamnist_to_folder.py --tune``: its ``test``
 split is carved from the training images), never on the split the results are reported
@@ -29,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,7 @@ from medssl.data.dataset import load_stack  # noqa: E402
 from medssl.data.splits import budget_folds  # noqa: E402
 from medssl.train.finetune import build_classifier, embed  # noqa: E402
 from medssl.train.finetune_run import labelled_images  # noqa: E402
+from medssl.train.flips import flip_averaged  # noqa: E402
 from medssl.train.pixels import pixel_features  # noqa: E402
 from medssl.train.probe import cross_fit_probe  # noqa: E402
 
@@ -149,15 +154,36 @@ def probe_aurocs(
     return out
 
 
-def summary(name: str, aurocs: list[float], **facts: Any) -> dict[str, Any]:
-    """One result row: the facts, the per-draw AUROCs, their mean and SD."""
+def summary(name: str, aurocs: list[float], flipped: list[float], **facts: Any) -> dict[str, Any]:
+    """One result row: the facts, the per-draw AUROCs, their mean and SD, on plain and on
+    flip-averaged features (``flips_*``)."""
     return {
         "variant": name,
         **facts,
         "probe_test_auroc": aurocs,
         "mean": round(float(np.mean(aurocs)), 4),
         "sd": round(float(np.std(aurocs)), 4),
+        "flips_probe_test_auroc": flipped,
+        "flips_mean": round(float(np.mean(flipped)), 4),
+        "flips_sd": round(float(np.std(flipped)), 4),
     }
+
+
+def both_ways(
+    features: Callable[[torch.Tensor], np.ndarray],
+    images: torch.Tensor,
+    score: Callable[[np.ndarray], list[float]],
+) -> tuple[list[float], list[float]]:
+    """``score`` of the plain features and of the flip-averaged ones."""
+    return score(features(images)), score(flip_averaged(features, images))
+
+
+def line(row: dict[str, Any]) -> str:
+    """``mean ± sd (flip-averaged: mean ± sd)`` of one row."""
+    return (
+        f"probe {row['mean']:.4f} ± {row['sd']:.4f} "
+        f"(flip-averaged: {row['flips_mean']:.4f} ± {row['flips_sd']:.4f})"
+    )
 
 
 def main() -> None:
@@ -182,22 +208,21 @@ def main() -> None:
     params = prepare(ws, args.data.resolve(), args.preset, log)
     size, c_grid = params["model"]["image_size"], list(params["finetune"]["probe_c"])
     table, images = scored_images(ws, size, params["model"]["intensity"])
-    rows = [
-        summary(
-            "pixels", probe_aurocs(table, pixel_features(images, size), budget, args.draws, c_grid)
-        )
-    ]
-    print(f"pixels: {rows[0]['mean']:.4f} ± {rows[0]['sd']:.4f}", flush=True)
+
+    def score(features: np.ndarray) -> list[float]:
+        return probe_aurocs(table, features, budget, args.draws, c_grid)
+
+    pixels = partial(pixel_features, size=params["finetune"]["pixel_size"])
+    rows = [summary("pixels", *both_ways(pixels, images, score))]
+    print(f"pixels: {line(rows[0])}", flush=True)
     for variant in variants:
         seconds = pretrain(ws, params, variant, log)
         state = torch.load(ws / "models/pretrain/encoder.pt", weights_only=True)
         encoder = build_classifier(variant.encoder, 2, STEMS[variant.stem], state, 0).encoder
         with torch.no_grad():
-            features = embed(encoder, images)
-        aurocs = probe_aurocs(table, features, budget, args.draws, c_grid)
-        rows.append(summary(variant.name, aurocs, **asdict(variant), pretrain_s=seconds))
-        mean, sd = rows[-1]["mean"], rows[-1]["sd"]
-        print(f"{variant.name}: pretrain {seconds:.0f} s, probe {mean:.4f} ± {sd:.4f}", flush=True)
+            aurocs = both_ways(partial(embed, encoder), images, score)
+        rows.append(summary(variant.name, *aurocs, **asdict(variant), pretrain_s=seconds))
+        print(f"{variant.name}: pretrain {seconds:.0f} s, {line(rows[-1])}", flush=True)
     record = {
         "command": " ".join(sys.argv),
         "data": str(args.data),

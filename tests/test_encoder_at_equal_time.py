@@ -7,6 +7,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tests.conftest import load_script
 
@@ -51,5 +52,22 @@ def test_the_probe_is_scored_per_draw_on_the_test_rows_only() -> None:
     assert len(good) == 3 and min(good) > 0.99
     assert abs(np.mean(bad) - 0.5) < 0.15
     assert good == script.probe_aurocs(table, informative, 40, 3, [0.01, 0.1, 1.0])
-    row = script.summary("x", good, pretrain_s=1.0)
+    row = script.summary("x", good, bad, pretrain_s=1.0)
     assert row["mean"] == round(float(np.mean(good)), 4) and row["pretrain_s"] == 1.0
+    assert row["flips_mean"] == round(float(np.mean(bad)), 4)
+    assert row["flips_probe_test_auroc"] == bad
+
+
+def test_rows_are_scored_on_plain_and_on_flip_averaged_features() -> None:
+    images = torch.arange(2 * 9, dtype=torch.float32).reshape(2, 1, 3, 3)
+    corners = images[:, 0, [0, 0, -1, -1], [0, -1, 0, -1]].mean(dim=1)
+
+    def features(x: torch.Tensor) -> np.ndarray:
+        return x.reshape(len(x), -1).double().numpy()
+
+    def first_pixel(f: np.ndarray) -> list[float]:
+        return [float(v) for v in f[:, 0]]
+
+    plain, flipped = _script().both_ways(features, images, first_pixel)
+    assert plain == [0.0, 9.0]
+    assert flipped == pytest.approx(corners.tolist())

@@ -130,3 +130,4 @@ class FinetuneParams(Section):
     lp_ft: bool
     augment: AugmentParams = Field(default_factory=AugmentParams)
     precision: Literal["bf16", "fp32"] = "fp32"
+    feature_flips: bool = False

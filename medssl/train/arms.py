@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from medssl.train.finetune import (
     predict,
     train_classifier,
 )
+from medssl.train.flips import flip_averaged
 from medssl.train.pixels import pixel_features
 from medssl.train.probe import Probe, fit_probe
 
@@ -52,6 +54,8 @@ class ArmConfig:
         lp_ft: start full fine-tuning from the fitted linear probe as the head (LP-FT,
             Kumar et al., ICLR 2022), so early steps do not distort the features with
             gradients from a random head.
+        feature_flips: frozen features averaged over each image's mirror images
+            (:mod:`medssl.train.flips`); full fine-tuning is unchanged.
     """
 
     encoder: str
@@ -63,6 +67,7 @@ class ArmConfig:
     knn_bank: int
     pixel_size: int
     lp_ft: bool = False
+    feature_flips: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,16 +236,23 @@ def frozen_features(
         x_scored: ``(M, 1, *spatial)`` images.
 
     Returns:
-        ``((N, D), (M, D))`` float64 features, or None.
+        ``((N, D), (M, D))`` float64 features (flip-averaged with ``cfg.feature_flips``),
+        or None.
     """
     if arm == "pixels":
-        return pixel_features(x_train, cfg.pixel_size), pixel_features(x_scored, cfg.pixel_size)
-    if set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
+        features: Callable[[torch.Tensor], np.ndarray] = partial(
+            pixel_features, size=cfg.pixel_size
+        )
+    elif set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
         encoder = build_classifier(
             cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
         ).encoder
-        return embed(encoder, x_train), embed(encoder, x_scored)
-    return None
+        features = partial(embed, encoder)
+    else:
+        return None
+    if cfg.feature_flips:
+        return flip_averaged(features, x_train), flip_averaged(features, x_scored)
+    return features(x_train), features(x_scored)
 
 
 def run_arm(

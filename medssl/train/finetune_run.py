@@ -62,6 +62,7 @@ def arm_config(model: ModelParams, finetune: FinetuneParams) -> ArmConfig:
         knn_bank=finetune.knn_bank,
         pixel_size=finetune.pixel_size,
         lp_ft=finetune.lp_ft,
+        feature_flips=finetune.feature_flips,
     )
 
 

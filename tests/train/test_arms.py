@@ -117,3 +117,22 @@ def test_lp_ft_starts_full_fine_tuning_from_the_linear_probe() -> None:
     assert out["full"].info["lp_ft"] is True
     first = out["full"].info["history"][0]
     assert first[0] == 0 and first[1] == pytest.approx(probe.val_auroc, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "arm, modes", [("pixels", ["logistic", "knn"]), ("ssl", ["linear", "knn"])]
+)
+def test_feature_flips_make_frozen_modes_blind_to_flips(arm: str, modes: list[str]) -> None:
+    """``feature_flips``: a mirrored scored image gets its original's score; off, it does not."""
+    import dataclasses
+
+    data = labelled()
+    mirrored = dataclasses.replace(data, x_scored=torch.flip(data.x_scored, (2, 3)))
+    init = build_classifier("resnet18", 2, False, None, seed=5).encoder.state_dict()
+    init = init if arm == "ssl" else None
+    for flips in (True, False):
+        cfg = dataclasses.replace(CFG, feature_flips=flips)
+        a, b = (run_arm(arm, modes, d, cfg, seed=0, init=init, log=lambda _: None)
+                for d in (data, mirrored))  # fmt: skip
+        same = [np.allclose(a[m].raw, b[m].raw, atol=1e-6) for m in modes]
+        assert all(same) if flips else not any(same)
