@@ -33,7 +33,7 @@ from medssl.train.finetune import (
     predict,
     train_classifier,
 )
-from medssl.train.flips import flip_averaged
+from medssl.train.flips import flip_views
 from medssl.train.pixels import pixel_features
 from medssl.train.probe import Probe, fit_probe
 
@@ -87,6 +87,22 @@ class Labelled:
     x_scored: torch.Tensor
     y_scored: np.ndarray
     is_val: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrozenFeatures:
+    """Frozen features of the labelled (``N``) and scored (``M``) images.
+
+    Attributes:
+        modes: ``((N, D), (M, D))`` float64, what the frozen-feature modes fit and score
+            (flip-averaged with ``feature_flips``).
+        lp_ft: ``((N, D), (M, D))`` of the images alone, what LP-FT's probe is fitted on:
+            full fine-tuning sees one image at a time (the same arrays as ``modes``
+            without ``feature_flips``).
+    """
+
+    modes: tuple[np.ndarray, np.ndarray]
+    lp_ft: tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -223,7 +239,7 @@ def frozen_features(
     seed: int,
     x_train: torch.Tensor,
     x_scored: torch.Tensor,
-) -> tuple[np.ndarray, np.ndarray] | None:
+) -> FrozenFeatures | None:
     """Features of the frozen-feature modes: downsampled pixels, or the encoder's embedding.
 
     Args:
@@ -236,13 +252,11 @@ def frozen_features(
         x_scored: ``(M, 1, *spatial)`` images.
 
     Returns:
-        ``((N, D), (M, D))`` float64 features (flip-averaged with ``cfg.feature_flips``),
-        or None.
+        The features, or None.
     """
+    features: Callable[[torch.Tensor], np.ndarray]
     if arm == "pixels":
-        features: Callable[[torch.Tensor], np.ndarray] = partial(
-            pixel_features, size=cfg.pixel_size
-        )
+        features = partial(pixel_features, size=cfg.pixel_size)
     elif set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
         encoder = build_classifier(
             cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
@@ -250,9 +264,23 @@ def frozen_features(
         features = partial(embed, encoder)
     else:
         return None
-    if cfg.feature_flips:
-        return flip_averaged(features, x_train), flip_averaged(features, x_scored)
-    return features(x_train), features(x_scored)
+    if not cfg.feature_flips:
+        plain = features(x_train), features(x_scored)
+        return FrozenFeatures(modes=plain, lp_ft=plain)
+    train, scored = flip_views(features, x_train), flip_views(features, x_scored)
+    return FrozenFeatures(
+        modes=(np.mean(train, axis=0), np.mean(scored, axis=0)), lp_ft=(train[0], scored[0])
+    )
+
+
+def lp_ft_probe(
+    feats: FrozenFeatures, fitted: ModeOutput | None, fit: Callable[..., ModeOutput]
+) -> Probe:
+    """The probe LP-FT starts from: the ``linear`` mode's when it was fitted on the same
+    features (``fitted``), else ``fit(*feats.lp_ft)``."""
+    if fitted is None or feats.lp_ft is not feats.modes:
+        fitted = fit(*feats.lp_ft)
+    return Probe.from_json(fitted.info["probe"])
 
 
 def run_arm(
@@ -288,15 +316,15 @@ def run_arm(
         if mode == "full":
             probe = None
             if cfg.lp_ft and feats is not None:
-                fitted = out.get("linear") or _probe_mode(*feats, data, cfg)
-                probe = Probe.from_json(fitted.info["probe"])
+                fit = partial(_probe_mode, data=data, cfg=cfg)
+                probe = lp_ft_probe(feats, out.get("linear"), fit)
             out[mode] = _full_mode(init, data, cfg, seed, augment, probe)
         elif mode in ("linear", "logistic"):
             assert feats is not None
-            out[mode] = _probe_mode(*feats, data, cfg)
+            out[mode] = _probe_mode(*feats.modes, data, cfg)
         else:
             assert feats is not None
-            out[mode] = _knn_mode(*feats, data, cfg, seed)
+            out[mode] = _knn_mode(*feats.modes, data, cfg, seed)
         val = out[mode].info.get("val_auroc")
         log(f"{arm}/{mode}: " + (f"validation AUROC {val:.3f}" if val is not None else "done"))
     return {m: out[m] for m in modes}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,7 +24,14 @@ from monai.transforms import Compose
 from sklearn.metrics import roc_auc_score
 
 from medssl.eval.anomaly import build_memory_bank, knn_scores, platt_fit
-from medssl.train.arms import ArmConfig, ModeOutput, check_arm, frozen_features, full_start
+from medssl.train.arms import (
+    ArmConfig,
+    ModeOutput,
+    check_arm,
+    frozen_features,
+    full_start,
+    lp_ft_probe,
+)
 from medssl.train.finetune import TrainResult, predict, train_classifier, train_steps
 from medssl.train.probe import Probe, cross_fit_probe, fit_probe_at
 
@@ -183,16 +191,17 @@ def cross_fit_arm(
         if mode == "full":
             probes = None
             if cfg.lp_ft and feats is not None:
-                fitted = out.get("linear") or _probe_mode(*feats, data, cfg)
-                whole = Probe.from_json(fitted.info["probe"])
-                per_fold = [fit_probe_at(feats[0][~m], data.y[~m], whole.c) for m in data.masks()]
+                fit = partial(_probe_mode, data=data, cfg=cfg)
+                whole = lp_ft_probe(feats, out.get("linear"), fit)
+                f_fit = feats.lp_ft[0]
+                per_fold = [fit_probe_at(f_fit[~m], data.y[~m], whole.c) for m in data.masks()]
                 probes = (per_fold, whole)
             out[mode] = _full_mode(init, data, cfg, seed, augment, probes)
         elif mode in ("linear", "logistic"):
             assert feats is not None
-            out[mode] = _probe_mode(*feats, data, cfg)
+            out[mode] = _probe_mode(*feats.modes, data, cfg)
         else:
             assert feats is not None
-            out[mode] = _knn_mode(*feats, data, cfg, seed)
+            out[mode] = _knn_mode(*feats.modes, data, cfg, seed)
         log(f"{arm}/{mode}: out-of-fold validation AUROC {out[mode].info['val_auroc']:.3f}")
     return {m: out[m] for m in modes}

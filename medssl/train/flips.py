@@ -36,22 +36,26 @@ def flip_sets(spatial_dims: int) -> list[tuple[int, ...]]:
     return [dims for r in range(spatial_dims + 1) for dims in combinations(axes, r)]
 
 
-def flip_averaged(
+def flip_views(
     features: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor
-) -> np.ndarray:
-    """``features`` averaged over the images and their mirror images.
+) -> list[np.ndarray]:
+    """``features`` of the images and of each mirror image, in :func:`flip_sets` order.
 
     Args:
         features: maps ``(N, C, *spatial)`` images to ``(N, D)`` features.
         images: ``(N, C, *spatial)``, 2 or 3 spatial dimensions.
 
     Returns:
-        ``(N, D)`` float64, the mean over :func:`flip_sets` of ``features(flip(images))``.
+        ``2 ** spatial_dims`` arrays ``(N, D)`` float64, the first of the images themselves.
     """
-    total: np.ndarray | None = None
-    sets = flip_sets(images.dim() - 2)
-    for dims in sets:
-        f = np.asarray(features(torch.flip(images, dims) if dims else images), dtype=np.float64)
-        total = f if total is None else total + f
-    assert total is not None
-    return total / len(sets)
+    return [
+        np.asarray(features(torch.flip(images, dims) if dims else images), dtype=np.float64)
+        for dims in flip_sets(images.dim() - 2)
+    ]
+
+
+def flip_averaged(
+    features: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor
+) -> np.ndarray:
+    """``(N, D)`` float64: the mean of :func:`flip_views`."""
+    return np.asarray(np.mean(flip_views(features, images), axis=0), dtype=np.float64)

@@ -83,3 +83,23 @@ def test_pooled_curve_keeps_an_early_stopped_fold_at_its_last_check() -> None:
     assert [s for s, _ in curve] == [0, 2]
     np.testing.assert_allclose(oof[2], [0.9, 0.1, 0.6, 0.7])
     assert curve[0][1] == pytest.approx(roc_auc_score(y, [0.2, 0.8, 0.6, 0.7]))
+
+
+def test_feature_flips_change_the_probe_not_full_fine_tuning() -> None:
+    data = folded()
+    init = build_classifier("resnet18", 2, False, None, seed=5).encoder.state_dict()
+    out = {
+        flips: cross_fit_arm(
+            "ssl",
+            ["linear", "full"],
+            data,
+            dataclasses.replace(CFG, lp_ft=True, feature_flips=flips),
+            seed=0,
+            init=init,
+            log=quiet,
+        )
+        for flips in (False, True)
+    }
+    np.testing.assert_array_equal(out[True]["full"].prob, out[False]["full"].prob)
+    assert out[True]["full"].info["history"] == out[False]["full"].info["history"]
+    assert not np.allclose(out[True]["linear"].prob, out[False]["linear"].prob)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medssl.train.flips import flip_averaged, flip_sets
+from medssl.train.flips import flip_averaged, flip_sets, flip_views
 
 
 def test_flip_sets_cover_every_axis_subset() -> None:
@@ -49,3 +49,12 @@ def test_average_of_a_linear_map_is_the_map_of_the_averaged_image() -> None:
     mean_image = sum(torch.flip(x, d) if d else x for d in flip_sets(2)) / 4
     expected = (mean_image.reshape(3, -1) @ weight).double().numpy()
     np.testing.assert_allclose(flip_averaged(features, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_first_view_is_the_image_itself_and_the_average_is_their_mean() -> None:
+    x = torch.rand((3, 1, 4, 6), generator=torch.Generator().manual_seed(3))
+    _, features = _linear_features((4, 6))
+    views = flip_views(features, x)
+    assert len(views) == 4
+    np.testing.assert_array_equal(views[0], features(x))
+    np.testing.assert_allclose(flip_averaged(features, x), np.mean(views, axis=0))
