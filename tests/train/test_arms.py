@@ -136,26 +136,3 @@ def test_feature_flips_make_frozen_modes_blind_to_flips(arm: str, modes: list[st
                 for d in (data, mirrored))  # fmt: skip
         same = [np.allclose(a[m].raw, b[m].raw, atol=1e-6) for m in modes]
         assert all(same) if flips else not any(same)
-
-
-def test_feature_flips_leave_full_fine_tuning_as_it_was() -> None:
-    """LP-FT's probe is fitted on single images, as full fine-tuning sees them."""
-    import dataclasses
-
-    data = labelled()
-    init = build_classifier("resnet18", 2, False, None, seed=5).encoder.state_dict()
-    out = {
-        flips: run_arm(
-            "ssl",
-            ["linear", "full"],
-            data,
-            dataclasses.replace(CFG, lp_ft=True, feature_flips=flips),
-            seed=0,
-            init=init,
-            log=lambda _: None,
-        )
-        for flips in (False, True)
-    }
-    np.testing.assert_array_equal(out[True]["full"].prob, out[False]["full"].prob)
-    assert out[True]["full"].info["history"] == out[False]["full"].info["history"]
-    assert not np.allclose(out[True]["linear"].prob, out[False]["linear"].prob)

@@ -9,10 +9,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from medssl.train.arms import run_arm
 from medssl.train.cross_fit import Folded, cross_fit_arm, pooled_curve
 from medssl.train.finetune import TrainResult, build_classifier, predict
 from medssl.train.probe import cross_fit_probe
 from tests.train.test_arms import CFG as ARM_CFG
+from tests.train.test_arms import labelled
 
 CFG = dataclasses.replace(ARM_CFG, train=dataclasses.replace(ARM_CFG.train, steps=6))
 
@@ -85,14 +87,16 @@ def test_pooled_curve_keeps_an_early_stopped_fold_at_its_last_check() -> None:
     assert curve[0][1] == pytest.approx(roc_auc_score(y, [0.2, 0.8, 0.6, 0.7]))
 
 
-def test_feature_flips_change_the_probe_not_full_fine_tuning() -> None:
-    data = folded()
+@pytest.mark.parametrize("protocol", ["held-out", "cross-fitted"])
+def test_feature_flips_change_the_probe_not_full_fine_tuning(protocol: str) -> None:
+    """LP-FT's probe is fitted on single images, as full fine-tuning then sees them."""
+    runner, data = (run_arm, labelled()) if protocol == "held-out" else (cross_fit_arm, folded())
     init = build_classifier("resnet18", 2, False, None, seed=5).encoder.state_dict()
     out = {
-        flips: cross_fit_arm(
+        flips: runner(
             "ssl",
             ["linear", "full"],
-            data,
+            data,  # type: ignore[arg-type]
             dataclasses.replace(CFG, lp_ft=True, feature_flips=flips),
             seed=0,
             init=init,
