@@ -264,8 +264,8 @@ def frozen_features(
         features = partial(embed, encoder)
     else:
         return None
-    if not cfg.feature_flips:
-        plain = features(x_train), features(x_scored)
+    if not cfg.feature_flips or not set(modes) & {"linear", "logistic", "knn"}:
+        plain = features(x_train), features(x_scored)  # LP-FT alone needs no flips
         return FrozenFeatures(modes=plain, lp_ft=plain)
     train, scored = flip_views(features, x_train), flip_views(features, x_scored)
     return FrozenFeatures(

@@ -136,3 +136,21 @@ def test_feature_flips_make_frozen_modes_blind_to_flips(arm: str, modes: list[st
                 for d in (data, mirrored))  # fmt: skip
         same = [np.allclose(a[m].raw, b[m].raw, atol=1e-6) for m in modes]
         assert all(same) if flips else not any(same)
+
+
+def test_lp_ft_alone_draws_no_flipped_views() -> None:
+    """Only ``full`` with LP-FT: the plain features serve, however ``feature_flips`` is set."""
+    import dataclasses
+
+    from medssl.train.arms import frozen_features
+
+    data = labelled()
+    cfg = dataclasses.replace(CFG, lp_ft=True, feature_flips=True)
+    only_full = frozen_features("scratch", ["full"], cfg, None, 0, data.x_train, data.x_scored)
+    with_probe = frozen_features(
+        "scratch", ["linear", "full"], cfg, None, 0, data.x_train, data.x_scored
+    )
+    assert only_full is not None and with_probe is not None
+    assert only_full.modes is only_full.lp_ft
+    np.testing.assert_array_equal(only_full.lp_ft[0], with_probe.lp_ft[0])
+    assert not np.allclose(with_probe.modes[0], with_probe.lp_ft[0])
