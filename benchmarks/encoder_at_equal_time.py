@@ -58,7 +58,7 @@ from medssl.data.dataset import load_stack  # noqa: E402
 from medssl.data.splits import budget_folds  # noqa: E402
 from medssl.train.finetune import build_classifier, embed  # noqa: E402
 from medssl.train.finetune_run import labelled_images  # noqa: E402
-from medssl.train.flips import flip_averaged  # noqa: E402
+from medssl.train.flips import flip_views  # noqa: E402
 from medssl.train.pixels import pixel_features  # noqa: E402
 from medssl.train.probe import cross_fit_probe  # noqa: E402
 
@@ -174,8 +174,9 @@ def both_ways(
     images: torch.Tensor,
     score: Callable[[np.ndarray], list[float]],
 ) -> tuple[list[float], list[float]]:
-    """``score`` of the plain features and of the flip-averaged ones."""
-    return score(features(images)), score(flip_averaged(features, images))
+    """``score`` of the plain features and of the flip-averaged ones (one pass per view)."""
+    views = flip_views(features, images)
+    return score(views[0]), score(np.mean(views, axis=0))
 
 
 def line(row: dict[str, Any]) -> str:

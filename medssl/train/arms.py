@@ -37,6 +37,9 @@ from medssl.train.flips import flip_views
 from medssl.train.pixels import pixel_features
 from medssl.train.probe import Probe, fit_probe
 
+#: Modes fitted on frozen features (``full`` trains the network).
+FROZEN_MODES = frozenset({"linear", "logistic", "knn"})
+
 
 @dataclass(frozen=True)
 class ArmConfig:
@@ -103,6 +106,11 @@ class FrozenFeatures:
 
     modes: tuple[np.ndarray, np.ndarray]
     lp_ft: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def shared(self) -> bool:
+        """Whether the modes' features are LP-FT's (so a ``linear`` probe serves LP-FT)."""
+        return self.modes is self.lp_ft
 
 
 @dataclass
@@ -257,30 +265,20 @@ def frozen_features(
     features: Callable[[torch.Tensor], np.ndarray]
     if arm == "pixels":
         features = partial(pixel_features, size=cfg.pixel_size)
-    elif set(modes) & {"linear", "knn"} or ("full" in modes and cfg.lp_ft):
+    elif set(modes) & FROZEN_MODES or ("full" in modes and cfg.lp_ft):
         encoder = build_classifier(
             cfg.encoder, cfg.spatial_dims, cfg.small_input, init, seed
         ).encoder
         features = partial(embed, encoder)
     else:
         return None
-    if not cfg.feature_flips or not set(modes) & {"linear", "logistic", "knn"}:
+    if not cfg.feature_flips or not set(modes) & FROZEN_MODES:
         plain = features(x_train), features(x_scored)  # LP-FT alone needs no flips
         return FrozenFeatures(modes=plain, lp_ft=plain)
     train, scored = flip_views(features, x_train), flip_views(features, x_scored)
     return FrozenFeatures(
         modes=(np.mean(train, axis=0), np.mean(scored, axis=0)), lp_ft=(train[0], scored[0])
     )
-
-
-def lp_ft_probe(
-    feats: FrozenFeatures, fitted: ModeOutput | None, fit: Callable[..., ModeOutput]
-) -> Probe:
-    """The probe LP-FT starts from: the ``linear`` mode's when it was fitted on the same
-    features (``fitted``), else ``fit(*feats.lp_ft)``."""
-    if fitted is None or feats.lp_ft is not feats.modes:
-        fitted = fit(*feats.lp_ft)
-    return Probe.from_json(fitted.info["probe"])
 
 
 def run_arm(
@@ -316,8 +314,9 @@ def run_arm(
         if mode == "full":
             probe = None
             if cfg.lp_ft and feats is not None:
-                fit = partial(_probe_mode, data=data, cfg=cfg)
-                probe = lp_ft_probe(feats, out.get("linear"), fit)
+                fitted = out.get("linear") if feats.shared else None
+                fitted = fitted or _probe_mode(*feats.lp_ft, data, cfg)
+                probe = Probe.from_json(fitted.info["probe"])
             out[mode] = _full_mode(init, data, cfg, seed, augment, probe)
         elif mode in ("linear", "logistic"):
             assert feats is not None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -30,7 +29,6 @@ from medssl.train.arms import (
     check_arm,
     frozen_features,
     full_start,
-    lp_ft_probe,
 )
 from medssl.train.finetune import TrainResult, predict, train_classifier, train_steps
 from medssl.train.probe import Probe, cross_fit_probe, fit_probe_at
@@ -191,8 +189,9 @@ def cross_fit_arm(
         if mode == "full":
             probes = None
             if cfg.lp_ft and feats is not None:
-                fit = partial(_probe_mode, data=data, cfg=cfg)
-                whole = lp_ft_probe(feats, out.get("linear"), fit)
+                fitted = out.get("linear") if feats.shared else None
+                fitted = fitted or _probe_mode(*feats.lp_ft, data, cfg)
+                whole = Probe.from_json(fitted.info["probe"])
                 f_fit = feats.lp_ft[0]
                 per_fold = [fit_probe_at(f_fit[~m], data.y[~m], whole.c) for m in data.masks()]
                 probes = (per_fold, whole)
